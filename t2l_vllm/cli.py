@@ -40,12 +40,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     load_ms = (time.perf_counter() - t0) * 1e3
     out_root = Path(args.out) if args.out else envs.cache_dir() / "adapters"
-    adapters = gen.generate(args.descriptions)
-    rows = []
-    for a in adapters:
-        path = gen.write(a, out_root)
-        rows.append({"adapter_id": a.adapter_id, "path": str(path), "description": a.description})
-    t = adapters[0].timings
+    results = gen.generate_to_dir(args.descriptions, out_root)
+    rows = [{"adapter_id": a.adapter_id, "path": str(p), "description": a.description} for a, p in results]
+    t = results[0][0].timings
     report = {
         "adapters": rows,
         "hypernet": str(hypernet),

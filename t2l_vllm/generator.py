@@ -1,8 +1,9 @@
 """From task descriptions to LoRA adapters: encoder + hypernetwork + writer.
 
     gen = AdapterGenerator.from_pretrained(hypernet_dir, base_model_dir)
-    [adapter] = gen.generate(["Classify the sentiment of a tweet"])
-    path = gen.write(adapter, "/dev/shm/adapters")
+    [adapter] = gen.generate(["Classify the sentiment of a tweet"])   # tensors
+    path = gen.write(adapter, "/dev/shm/adapters")                    # folder
+    [(adapter, path)] = gen.generate_to_dir([...], "/dev/shm/adapters")  # both at once
 
 Adapters are byte-identical for the same (description, checkpoint), whatever
 else was generated in the same call.
@@ -138,3 +139,7 @@ class AdapterGenerator:
         path = write_adapter(adapter.tensors, adapter.peft_config, Path(root) / adapter.adapter_id)
         adapter.timings.write_ms += (time.perf_counter() - t0) * 1e3
         return path
+
+    def generate_to_dir(self, descriptions: list[str], root: str | Path) -> list[tuple[GeneratedAdapter, Path]]:
+        """One call from descriptions to adapter folders under `root`."""
+        return [(a, self.write(a, root)) for a in self.generate(descriptions)]

@@ -68,6 +68,8 @@ def test_generate_and_write(tmp_path, tiny_generator, tiny_hypernet_config):
     assert a.shape == (8, 128) and b.shape == (64, 8) and a.dtype == torch.float32
     assert torch.count_nonzero(b) > 0
     assert adapters[0].timings.write_ms > 0
+    [(again, again_path)] = tiny_generator.generate_to_dir([desc[0]], tmp_path)
+    assert again.adapter_id == adapters[0].adapter_id and again_path == path
 
 
 def test_deterministic_bytes_across_batches(tmp_path, tiny_generator):
