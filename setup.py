@@ -26,5 +26,10 @@ setup(
         "gpu": ["vllm>=0.32"],
         "dev": ["pytest>=8", "pytest-timeout"],
     },
-    entry_points={"console_scripts": ["t2l-vllm=t2l_vllm.cli:main"]},
+    entry_points={
+        "console_scripts": ["t2l-vllm=t2l_vllm.cli:main"],
+        # Loaded by vLLM when VLLM_PLUGINS names them (t2l-vllm serve does).
+        "vllm.general_plugins": ["t2l_vllm=t2l_vllm.vllm_plugin:register_resolver"],
+        "vllm.endpoint_plugins": ["t2l_vllm_endpoints=t2l_vllm.vllm_plugin:T2LEndpointPlugin"],
+    },
 )

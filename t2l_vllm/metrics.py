@@ -1,0 +1,46 @@
+"""Prometheus metrics of adapter generation and caching.
+
+Registered on prometheus_client's default registry, which vLLM's `/metrics`
+exposes (single API server). Labels are small fixed sets; never description text.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class T2LMetrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY):
+        self.generation_seconds = Histogram(
+            "t2l_adapter_generation_seconds",
+            "Time to make an adapter available, by stage (encode, hypernet, write, register).",
+            ["stage"],
+            buckets=_BUCKETS,
+            registry=registry,
+        )
+        self.cache = Counter(
+            "t2l_adapter_cache", "Adapter lookups: hit (already made) or miss (generated).", ["result"], registry=registry
+        )
+        self.singleflight_joins = Counter(
+            "t2l_adapter_singleflight_joins", "Requests that waited on a generation already under way.", registry=registry
+        )
+        self.evictions = Counter(
+            "t2l_adapter_evictions", "Adapters evicted, by tier (engine: unloaded; disk: deleted).", ["tier"], registry=registry
+        )
+        self.generation_errors = Counter(
+            "t2l_adapter_generation_errors", "Adapter generations or registrations that failed.", registry=registry
+        )
+        self.resident = Gauge("t2l_adapters_resident", "Generated adapters registered in the engine.", registry=registry)
+        self.on_disk = Gauge("t2l_adapters_on_disk", "Generated adapters kept on disk.", registry=registry)
+
+
+_instances: dict[int, T2LMetrics] = {}
+
+
+def get_metrics(registry: CollectorRegistry = REGISTRY) -> T2LMetrics:
+    """One metrics object per registry (a second registration would raise)."""
+    if id(registry) not in _instances:
+        _instances[id(registry)] = T2LMetrics(registry)
+    return _instances[id(registry)]
