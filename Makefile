@@ -7,9 +7,9 @@ PY := $(VENV)/bin/python
 install:
 	bash scripts/install.sh
 
-# Main job on the embedded defaults.
+# Main job on the embedded defaults: the OpenAI-compatible server on port 8000.
 run: install
-	$(VENV)/bin/t2l-vllm generate "Classify the sentiment of a tweet as positive or negative."
+	$(VENV)/bin/t2l-vllm serve
 
 test: install
 	bash scripts/test.sh

@@ -118,11 +118,14 @@ def write_adapter(
         return out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a server under another user must read it
     try:
         # One metadata key only: safetensors orders several keys arbitrarily,
         # which would break byte-identical files for identical adapters.
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(peft_config, indent=2, sort_keys=True) + "\n")
+        for name in (WEIGHTS_FILE, CONFIG_FILE):
+            os.chmod(tmp / name, 0o644)
         try:
             os.rename(tmp, out_dir)
         except OSError:

@@ -1,0 +1,93 @@
+"""Cold vs warm adapter TTFT, and single-stream throughput with and without a description.
+
+Against a running server (e.g. `.venv/bin/t2l-vllm serve`):
+    .venv/bin/python benchmarks/ttft_bench.py [--base-url http://127.0.0.1:8000/v1] [--n 20]
+
+One client, requests one after another (nothing else in the batch), streaming:
+- base:  no task_description
+- cold:  a description never seen before (pays generation + registration)
+- warm:  the same descriptions again (adapter resident)
+TTFT = time from sending the request to the first content chunk. Then one
+streaming request of --stream-tokens tokens with and without a description gives
+decode throughput. Ratios are the result; absolute times depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+import uuid
+
+from openai import OpenAI
+
+
+def stream_once(client: OpenAI, model: str, description: str | None, max_tokens: int, prompt: str) -> tuple[float, float, int]:
+    """(ttft_s, total_s, completion_tokens) of one streaming chat request."""
+    extra = {"ignore_eos": True}
+    if description is not None:
+        extra["task_description"] = description
+    t0 = time.perf_counter()
+    ttft, tokens = None, 0
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
+        stream=True, stream_options={"include_usage": True}, extra_body=extra,
+    )
+    for chunk in stream:
+        if ttft is None and chunk.choices and chunk.choices[0].delta.content:
+            ttft = time.perf_counter() - t0
+        if chunk.usage:
+            tokens = chunk.usage.completion_tokens
+    total = time.perf_counter() - t0
+    return (ttft if ttft is not None else total), total, tokens
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
+    p.add_argument("--n", type=int, default=20, help="requests per mode (distinct descriptions for cold)")
+    p.add_argument("--max-tokens", type=int, default=8, help="tokens per TTFT request")
+    p.add_argument("--stream-tokens", type=int, default=128, help="tokens of the throughput request")
+    p.add_argument("--out", help="write the JSON report here too")
+    args = p.parse_args()
+    client = OpenAI(base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY", "none"), max_retries=0)
+    model = client.models.list().data[0].id
+    prompt = "Write one sentence about the sea."
+    run = uuid.uuid4().hex[:8]  # makes this run's descriptions new to the server
+    descriptions = [f"Answer briefly and politely. Task {i} of benchmark run {run}." for i in range(args.n)]
+
+    for _ in range(3):  # warm up the engine
+        stream_once(client, model, None, args.max_tokens, prompt)
+    base = [stream_once(client, model, None, args.max_tokens, prompt)[0] for _ in range(args.n)]
+    cold = [stream_once(client, model, d, args.max_tokens, prompt)[0] for d in descriptions]
+    warm = [stream_once(client, model, d, args.max_tokens, prompt)[0] for d in descriptions]
+
+    _, t_base, n_base = stream_once(client, model, None, args.stream_tokens, prompt)
+    _, t_t2l, n_t2l = stream_once(client, model, descriptions[0], args.stream_tokens, prompt)
+
+    report = {
+        "n": args.n,
+        "ttft_ms": {
+            mode: {"p50": 1e3 * statistics.median(v), "p95": 1e3 * pct(v, 0.95)}
+            for mode, v in (("base", base), ("cold", cold), ("warm", warm))
+        },
+        "cold_minus_warm_p50_ms": 1e3 * (statistics.median(cold) - statistics.median(warm)),
+        "warm_over_base_ttft_p50": statistics.median(warm) / statistics.median(base),
+        "stream_tokens_per_s": {"base": n_base / t_base, "t2l": n_t2l / t_t2l},
+        "stream_t2l_over_base": (n_t2l / t_t2l) / (n_base / t_base),
+    }
+    print(json.dumps(report, indent=2))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(report, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
