@@ -6,6 +6,7 @@ read at import time, so tests can set variables per test.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -47,15 +48,22 @@ def adapter_dir() -> Path:
     return Path(raw).expanduser() if raw else cache_dir() / "adapters"
 
 
-def fast_dir() -> Path | None:
-    """`T2L_VLLM_FAST_DIR`: tmpfs folder vLLM reads adapters from ("none" turns the tier off)."""
+def fast_dir(durable: Path) -> Path | None:
+    """`T2L_VLLM_FAST_DIR`: tmpfs folder vLLM reads adapters from ("none" turns the tier off).
+
+    The default is private to the durable folder, so two servers with different
+    adapter folders never evict each other's fast copies.
+    """
     raw = _get("T2L_VLLM_FAST_DIR")
     if raw == "none":
         return None
     if raw:
         return Path(raw).expanduser()
     shm = Path("/dev/shm")
-    return shm / f"t2l_vllm-{os.getuid()}" if shm.is_dir() else None
+    if not shm.is_dir():
+        return None
+    tag = hashlib.sha256(str(durable.resolve()).encode()).hexdigest()[:12]
+    return shm / f"t2l_vllm-{os.getuid()}" / tag
 
 
 def max_disk_adapters() -> int:
@@ -73,3 +81,11 @@ def max_description_chars() -> int:
 def device() -> str | None:
     """`T2L_VLLM_DEVICE`: where the hypernetwork runs (default: cuda when present, else cpu)."""
     return _get("T2L_VLLM_DEVICE")
+
+
+def lora_ops() -> str:
+    """`T2L_VLLM_LORA_OPS`: "t2l" (default) installs our grouped CPU LoRA ops, "vllm" keeps vLLM's."""
+    value = (_get("T2L_VLLM_LORA_OPS") or "t2l").lower()
+    if value not in ("t2l", "vllm"):
+        raise ValueError(f"T2L_VLLM_LORA_OPS must be 't2l' or 'vllm', got {value!r}")
+    return value

@@ -43,10 +43,11 @@ class ServeConfig:
         import torch
 
         hypernet = envs.hypernet_dir()
+        adapter_dir = envs.adapter_dir()
         return cls(
             hypernet_dir=Path(hypernet) if hypernet else None,
-            adapter_dir=envs.adapter_dir(),
-            fast_dir=envs.fast_dir(),
+            adapter_dir=adapter_dir,
+            fast_dir=envs.fast_dir(adapter_dir),
             max_disk_adapters=envs.max_disk_adapters(),
             max_engine_adapters=envs.max_engine_adapters(),
             max_description_chars=envs.max_description_chars(),

@@ -40,6 +40,7 @@ RESOLVER_NAME = "t2l_vllm"
 WRAPPED_PATHS = ("/v1/chat/completions", "/v1/completions")
 ADAPTER_HEADER = b"x-t2l-adapter-id"
 STATE_KEY = "t2l_service"
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 # ---- OpenAI-style errors ---------------------------------------------------------
@@ -48,7 +49,7 @@ _ERROR_TYPES = {
     400: "BadRequestError",
     404: "NotFoundError",
     409: "ConflictError",
-    413: "BadRequestError",
+    413: "RequestTooLargeError",
     500: "InternalServerError",
     503: "ServiceUnavailableError",
 }
@@ -116,22 +117,25 @@ class TaskDescriptionMiddleware:
             return await self.app(scope, receive, send)
         service: AdapterService | None = getattr(scope["app"].state, STATE_KEY, None)
         body, more = await _read_body(receive)
-        if service is None or more:
-            return await self.app(scope, _replay(body, receive, more), send)
+        if more:
+            # Too big to inspect, and passing it on could drop a task_description silently.
+            return await _send_json(send, 413, error_body(413, f"request body over {MAX_BODY_BYTES} bytes"))
+        if service is None:
+            return await self.app(scope, _replay(body, receive), send)
         try:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
             payload = None
         if not isinstance(payload, dict):
             # Not ours to judge: vLLM answers malformed bodies with its own 400.
-            return await self.app(scope, _replay(body, receive, False), send)
+            return await self.app(scope, _replay(body, receive), send)
 
         try:
             adapter_id = await self._resolve(scope, service, payload)
         except _HTTPError as e:
             return await _send_json(send, e.status, error_body(e.status, e.message, e.param))
         if adapter_id is None:
-            return await self.app(scope, _replay(body, receive, False), send)
+            return await self.app(scope, _replay(body, receive), send)
 
         try:
             new_body = json.dumps(payload).encode()
@@ -144,7 +148,7 @@ class TaskDescriptionMiddleware:
                     message = dict(message, headers=[*message.get("headers", []), (ADAPTER_HEADER, adapter_id.encode())])
                 await send(message)
 
-            await self.app(scope, _replay(new_body, receive, False), send_with_header)
+            await self.app(scope, _replay(new_body, receive), send_with_header)
         finally:
             service.release(adapter_id)
 
@@ -189,8 +193,8 @@ class _HTTPError(Exception):
         self.status, self.message, self.param = status, message, param
 
 
-async def _read_body(receive, limit: int = 64 * 1024 * 1024) -> tuple[bytes, bool]:
-    """Read the request body; `more` is True when it was cut at `limit` (left for vLLM)."""
+async def _read_body(receive, limit: int = MAX_BODY_BYTES) -> tuple[bytes, bool]:
+    """Read the request body; `more` is True when it is longer than `limit`."""
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -204,7 +208,7 @@ async def _read_body(receive, limit: int = 64 * 1024 * 1024) -> tuple[bytes, boo
             return b"".join(chunks), True
 
 
-def _replay(body: bytes, receive, more: bool):
+def _replay(body: bytes, receive):
     """A `receive` that yields `body` first, then defers to the real one."""
     sent = False
 
@@ -212,7 +216,7 @@ def _replay(body: bytes, receive, more: bool):
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": body, "more_body": more}
+            return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
     return replay
@@ -370,8 +374,15 @@ class _T2LResolver(LoRAResolver):
 _RESOLVER = _T2LResolver()
 
 
+def register_general_plugin() -> None:
+    """`vllm.general_plugins` entry: runs in every vLLM process, so it stays cheap."""
+    from . import vllm_cpu_lora
+
+    vllm_cpu_lora.install()
+    register_resolver()
+
+
 def register_resolver() -> None:
-    """`vllm.general_plugins` entry: runs in every vLLM process, so it only registers."""
     from vllm.lora.resolver import LoRAResolverRegistry
 
     if RESOLVER_NAME in LoRAResolverRegistry.get_supported_resolvers():
