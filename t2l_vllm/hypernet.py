@@ -175,3 +175,16 @@ class HyperLoRA(nn.Module):
                 b = out[:, :, 1, :, :d_out].transpose(-1, -2)
             factors[m.name] = (a + self.a_bias[m.name], b + self.b_bias[m.name])
         return LoraFactors(factors, c.scaling)
+
+
+@torch.no_grad()
+def randomise_heads(net: HyperLoRA, std: float = 0.05, seed: int = 0) -> HyperLoRA:
+    """Give an untrained network non-zero heads, deterministically (in place).
+
+    An initialised network emits B = 0, a no-op adapter; tests and benchmarks need
+    adapters that really change the model without training one first.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    for head in net.heads.values():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=gen).to(head.weight) * std)
+    return net

@@ -118,19 +118,10 @@ def tiny_hypernet_config(tiny_base_dir, tiny_encoder_dir):
     )
 
 
-def randomise_heads(net, std: float = 0.05, seed: int = 0):
-    """Give an initialised hypernetwork non-zero heads (B != 0), deterministically."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for head in net.heads.values():
-            head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * std)
-    return net
-
-
 @pytest.fixture(scope="session")
 def tiny_hypernet_dir(tmp_path_factory, tiny_hypernet_config) -> Path:
     from t2l_vllm.checkpoint import save_hypernet
-    from t2l_vllm.hypernet import HyperLoRA
+    from t2l_vllm.hypernet import HyperLoRA, randomise_heads
 
     net = randomise_heads(HyperLoRA.initialise(tiny_hypernet_config, seed=0))
     return save_hypernet(net, tmp_path_factory.mktemp("hn") / "tiny-hypernet")

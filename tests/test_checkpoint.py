@@ -12,7 +12,7 @@ from t2l_vllm.checkpoint import (
 )
 from t2l_vllm.hypernet import HyperLoRA
 from t2l_vllm.target_spec import read_base_config
-from tests.conftest import randomise_heads
+from t2l_vllm.hypernet import randomise_heads
 from tests.test_target_spec import SMOLLM2
 
 

@@ -6,7 +6,7 @@ import torch
 from t2l_vllm.config import EncoderConfig, HypernetConfig
 from t2l_vllm.hypernet import HyperLoRA
 from t2l_vllm.target_spec import ATTENTION_MODULES, DEFAULT_TARGET_MODULES, MLP_MODULES, target_spec_from_config
-from tests.conftest import randomise_heads
+from t2l_vllm.hypernet import randomise_heads
 from tests.test_target_spec import SMOLLM2
 
 TARGET_SETS = [DEFAULT_TARGET_MODULES, ATTENTION_MODULES, MLP_MODULES, ATTENTION_MODULES + MLP_MODULES]

@@ -40,7 +40,7 @@ def test_peft_folder_equals_manual_lora(tmp_path, tiny_base_dir, tiny_hypernet_c
     from t2l_vllm.generator import AdapterGenerator
     from t2l_vllm.hypernet import HyperLoRA
     from t2l_vllm.target_spec import target_spec_from_dir
-    from tests.conftest import randomise_heads
+    from t2l_vllm.hypernet import randomise_heads
 
     cfg = replace(
         tiny_hypernet_config,

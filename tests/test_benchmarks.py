@@ -1,0 +1,193 @@
+"""Smoke runs of benchmarks/serve_bench.py and benchmarks/hypernet_bench.py on the tiny models.
+
+They check the reports' structure and that the counts add up (requests sent =
+succeeded + failed, cache misses = descriptions generated, ...), never timings.
+One server for the module, as in test_server.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import hypernet_bench, serve_bench
+from tests.server_utils import ROOT, ServerProcess
+
+API_KEY = "bench-key"
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_base_dir, tiny_hypernet_dir):
+    tmp = tmp_path_factory.mktemp("bench-server")
+    env = {"T2L_VLLM_FAST_DIR": str(tmp / "fast"), "VLLM_CPU_KVCACHE_SPACE": "1"}
+    args = [
+        "--model", str(tiny_base_dir), "--hypernet", str(tiny_hypernet_dir), "--adapter-dir", str(tmp / "adapters"),
+        "--dtype", "float32", "--max-model-len", "512", "--max-loras", "2", "--enforce-eager",
+    ]
+    srv = ServerProcess(args, env, tmp / "server.log", api_key=API_KEY)
+    try:
+        yield srv.wait_ready()
+    finally:
+        srv.stop()
+
+
+# ---- serve_bench ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def serve_report(server, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serve-bench")
+    report = serve_bench.main([
+        "--base-url", f"{server.url}/v1", "--api-key", API_KEY, "--num-descriptions", "1,2",
+        "--requests-per-description", "2", "--output-len", "4", "--prompt-len", "8", "--concurrency", "2",
+        "--warmup", "1", "--vllm-bench", "--no-progress", "--out-dir", str(out),
+    ])
+    return report, out
+
+
+def test_serve_bench_counts_add_up(serve_report):
+    report, _ = serve_report
+    assert [r["num_descriptions"] for r in report["runs"]] == [1, 2]
+    for run in report["runs"]:
+        n = run["num_descriptions"]
+        assert list(run["modes"]) == list(serve_bench.MODES)
+        for mode, s in run["modes"].items():
+            assert s["requests"] == run["requests_per_mode"] == 2 * n
+            assert s["requests"] == s["succeeded"] + s["failed"]
+            assert s["failed"] == 0 and s["errors"] == {}, s["errors"]
+            assert s["output_tokens"] == 4 * s["succeeded"]  # ignore_eos: every request runs to max_tokens
+            assert s["ttft_ms"]["p50"] is not None and s["e2e_ms"]["p99"] is not None
+            cache = s["server"]["cache"]
+            if mode == "base":
+                assert cache["hit"] + cache["miss"] == 0
+            elif mode == "t2l-cold":
+                # Each new description is generated once; its second request finds it made.
+                assert cache["miss"] == n and cache["hit"] == n and cache["hit_rate"] == 0.5
+                assert s["server"]["generation_ms"]["hypernet"]["count"] == n
+                assert s["server"]["generation_ms"]["register"]["count"] == n
+                assert s["server"]["generation_plus_register_mean_ms"] is not None
+            else:  # static and t2l-warm: the adapters were made before the mode
+                assert cache["miss"] == 0 and cache["hit"] == 2 * n
+                assert s["server"]["generation_ms"]["hypernet"]["count"] == 0
+            assert s["server"]["generation_errors"] == 0
+        for pair in ("t2l-warm/static", "t2l-cold/static", "static/base"):
+            assert run["ratios"][pair]["output_tokens_per_s"] > 0
+        assert run["ratios"]["cold_minus_warm_ttft_p50_ms"] is not None
+
+
+def test_serve_bench_vllm_cross_check(serve_report):
+    report, _ = serve_report
+    for run in report["runs"]:
+        vb = run["vllm_bench"]
+        assert vb["completed"] + vb["failed"] == run["requests_per_mode"]
+        # vLLM's tester counts a stream without text as failed; the tiny model may emit only special tokens.
+        assert vb["completed"] > 0 and vb["request_throughput"] > 0
+
+
+def test_serve_bench_outputs(serve_report):
+    report, out = serve_report
+    assert json.loads((out / "serve_bench.json").read_text()) == json.loads(json.dumps(report))
+    md = (out / "serve_bench.md").read_text()
+    assert md.count("| 2 | t2l-cold |") == 1 and "t2l-warm/static" in md and "vLLM req/s" in md
+    assert (out / "serve_bench.png").exists() == HAS_MATPLOTLIB
+    assert set(report["targets"]) == {"generation_plus_registration_ms_under_20", "cold_minus_warm_ttft_p50_ms_under_50"}
+    assert set(report["targets"]["cold_minus_warm_ttft_p50_ms_under_50"]["per_n"]) == {"1", "2"}
+    assert "Targets (this run)" in md
+    assert report["server"]["model_root"] and report["workload"]["output_len"] == 4
+
+
+def test_serve_bench_open_loop_and_mode_subset(server, tmp_path):
+    report = serve_bench.main([
+        "--base-url", server.url, "--api-key", API_KEY, "--num-descriptions", "2", "--modes", "base,t2l-cold",
+        "--requests-per-description", "2", "--output-len", "2", "--prompt-len", "4", "--request-rate", "50",
+        "--concurrency", "0", "--warmup", "0", "--no-progress", "--out-dir", str(tmp_path),
+    ])
+    [run] = report["runs"]
+    assert list(run["modes"]) == ["base", "t2l-cold"]
+    for s in run["modes"].values():
+        assert s["requests"] == s["succeeded"] + s["failed"] == 4 and s["failed"] == 0
+    assert run["modes"]["t2l-cold"]["server"]["cache"]["miss"] == 2
+    assert run["ratios"] == {}  # none of the compared pairs ran
+    assert report["workload"]["request_rate"] == 50
+
+
+def test_summary_counts_failures():
+    ok = serve_bench.RequestResult(ok=True, first_of_slot=True, e2e_s=0.02, ttft_s=0.01, itl_s=[0.001], output_tokens=4)
+    bad = serve_bench.RequestResult(ok=False, first_of_slot=False, e2e_s=0.01, error="APIStatusError: 500")
+    s = serve_bench.summarise("t2l-cold", 1, [ok, bad, bad], duration=1.0)
+    assert (s["requests"], s["succeeded"], s["failed"]) == (3, 1, 2)
+    assert s["errors"] == {"APIStatusError: 500": 2}
+    assert s["output_tokens"] == 4 and s["requests_per_s"] == 1.0
+
+
+def test_histogram_quantile_interpolates_like_prometheus():
+    buckets = [(0.01, 0.0), (0.02, 10.0), (0.05, 20.0), (float("inf"), 20.0)]
+    assert serve_bench.histogram_quantile(buckets, 0.5) == pytest.approx(0.02)
+    assert serve_bench.histogram_quantile(buckets, 0.25) == pytest.approx(0.015)
+    assert serve_bench.histogram_quantile([(0.01, 0.0), (float("inf"), 0.0)], 0.5) is None
+
+
+def test_request_plan_is_the_same_for_every_mode():
+    w = serve_bench.Workload(3, 8, 4, 2, None, "chat", seed=7)
+    plan = serve_bench.plan_requests(4, w)
+    assert plan == serve_bench.plan_requests(4, w)
+    assert sorted(r.slot for r in plan) == sorted(list(range(4)) * 3)
+    assert sum(r.first_of_slot for r in plan) == 4
+
+
+# ---- hypernet_bench ------------------------------------------------------------------
+
+
+def test_hypernet_bench_cli(tiny_base_dir, tiny_encoder_dir, tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    report = hypernet_bench.main([
+        "--base-model", str(tiny_base_dir), "--encoder", str(tiny_encoder_dir), "--batch-sizes", "1,2",
+        "--repeats", "1", "--dtype", "float32", "--devices", "cpu", "--work-dir", str(work), "--out-dir", str(out),
+    ])
+    assert [(r["device"], r["variant"]) for r in report["results"]] == [("cpu", "L"), ("cpu", "M"), ("cpu", "S")]
+    for res in report["results"]:
+        assert [r["batch_size"] for r in res["rows"]] == [1, 2]
+        for r in res["rows"]:
+            call, desc = r["per_call_ms"], r["per_description_ms"]
+            assert set(call) == {*hypernet_bench.STAGES, "total"}
+            assert call["total"] == pytest.approx(sum(call[s] for s in hypernet_bench.STAGES), abs=0.01)
+            assert desc["total"] == pytest.approx(call["total"] / r["batch_size"], abs=0.01)
+        assert res["rows"][0]["batch_vs_single_per_description"] == 1.0
+    assert not list(work.rglob("adapter_model.safetensors"))  # adapters are cleaned up
+    assert json.loads((out / "hypernet_bench.json").read_text()) == json.loads(json.dumps(report))
+    assert (out / "hypernet_bench.md").read_text().count("| cpu |") == 6
+    assert (out / "hypernet_bench.png").exists() == HAS_MATPLOTLIB
+
+
+def test_hypernet_bench_takes_a_config(tiny_hypernet_config, tiny_base_dir, tmp_path):
+    from t2l_vllm.hypernet import HyperLoRA
+
+    res = hypernet_bench.bench_config(tiny_hypernet_config, tiny_base_dir, batch_sizes=(1, 2), repeats=1,
+                                      work_dir=tmp_path, dtype="float32")
+    assert res["variant"] == tiny_hypernet_config.variant and res["device"] == "cpu"
+    assert res["hypernet_params"] == sum(p.numel() for p in HyperLoRA(tiny_hypernet_config).parameters())
+    assert [r["batch_size"] for r in res["rows"]] == [1, 2]
+
+
+def test_register_stage_really_validates(tiny_generator, tiny_base_dir, tmp_path):
+    """The vLLM loader reads real adapters and rejects one vLLM would refuse (rank over max_lora_rank)."""
+    loader = hypernet_bench.build_loader(tiny_generator.hypernet.config, tiny_base_dir, "float32")
+    [(adapter, folder)] = tiny_generator.generate_to_dir(["Count the vowels."], tmp_path)
+    loader(folder)
+    cfg_path = folder / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["r"] = 64
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="max_lora_rank"):
+        loader(folder)
+
+
+@pytest.mark.parametrize("script", ["serve_bench.py", "hypernet_bench.py"])
+def test_help(script):
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "usage:" in r.stdout
