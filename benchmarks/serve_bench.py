@@ -36,14 +36,13 @@ import asyncio
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from t2l_vllm.server_process import ServerProcess
 
 MODES = ("base", "static", "t2l-warm", "t2l-cold")
 RATIOS = (("t2l-warm", "static"), ("t2l-cold", "static"), ("static", "base"))
@@ -393,56 +392,6 @@ def server_deltas(before: dict, after: dict) -> dict:
         "generation_errors": int(_delta(before, after, "t2l_adapter_generation_errors_total")),
         "evictions": {t: int(_delta(before, after, "t2l_adapter_evictions_total", tier=t)) for t in ("engine", "disk")},
     }
-
-
-# ---- server: launch or target --------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LaunchedServer:
-    """`t2l-vllm serve` in its own process group, logging to a file; stopped by `stop()`."""
-
-    def __init__(self, serve_args: list[str], api_key: str | None, log_path: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "t2l_vllm.cli", "serve", *serve_args, "--host", "127.0.0.1", "--port", str(self.port)]
-        if api_key:
-            cmd += ["--api-key", api_key]
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        print(f"launching: {' '.join(cmd)} (log: {log_path})", file=sys.stderr)
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout: float) -> None:
-        """Poll /health until it answers 200; fail early if the process dies."""
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"server not healthy after {timeout:.0f}s; see {self.log_path}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
 
 
 # ---- the run -------------------------------------------------------------------------
@@ -814,7 +763,8 @@ def main(argv: list[str] | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     server = None
     if args.launch:
-        server = LaunchedServer(server_args, args.api_key, out_dir / "server.log")
+        server = ServerProcess(server_args, out_dir / "server.log", api_key=args.api_key)
+        print(f"launching: {' '.join(server.cmd)} (log: {server.log_path})", file=sys.stderr)
         root_url = server.url
     else:
         root_url = args.base_url.rstrip("/").removesuffix("/v1")

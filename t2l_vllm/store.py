@@ -112,7 +112,7 @@ class AdapterStore:
             pass
 
     def delete(self, adapter_id: str) -> None:
-        d = self._durable(adapter_id)
+        validate_adapter_id(adapter_id)
         for root in (self.fast_root, self.durable_root):
             if root is None:
                 continue
