@@ -1,0 +1,38 @@
+"""Offline, seeded task suite for training and evaluating the hypernetwork.
+
+Short-answer task families (families.py) built on small word lists
+(wordlists.py), split into training / held-out families and descriptions, and
+written as JSONL with the keys task, description, input, target (splits.py).
+Nothing here touches the network or the filesystem at import.
+"""
+
+from t2l_vllm.tasks.families import FAMILIES, TaskFamily
+from t2l_vllm.tasks.splits import (
+    EXAMPLE_KEYS,
+    HELD_OUT_DESCRIPTIONS_PER_FAMILY,
+    HELD_OUT_FAMILIES,
+    SPLITS,
+    held_out_descriptions,
+    held_out_families,
+    make_examples,
+    read_jsonl,
+    train_descriptions,
+    training_families,
+    write_jsonl,
+)
+
+__all__ = [
+    "EXAMPLE_KEYS",
+    "FAMILIES",
+    "HELD_OUT_DESCRIPTIONS_PER_FAMILY",
+    "HELD_OUT_FAMILIES",
+    "SPLITS",
+    "TaskFamily",
+    "held_out_descriptions",
+    "held_out_families",
+    "make_examples",
+    "read_jsonl",
+    "train_descriptions",
+    "training_families",
+    "write_jsonl",
+]

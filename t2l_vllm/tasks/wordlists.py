@@ -1,0 +1,431 @@
+"""Small built-in word lists the task generators draw from.
+
+Kept as plain Python constants (no downloads, no files) so the task suite is
+reproducible offline. Every mapping is chosen so that the answer is
+unambiguous: entries with several common answers (e.g. "car" in Spanish,
+"tomato" fruit or vegetable) are left out on purpose. Dicts keep insertion
+order, which the seeded generators rely on for determinism.
+"""
+
+from __future__ import annotations
+
+COUNTRY_CAPITALS: dict[str, str] = {
+    "France": "Paris",
+    "Germany": "Berlin",
+    "Italy": "Rome",
+    "Spain": "Madrid",
+    "Portugal": "Lisbon",
+    "Japan": "Tokyo",
+    "China": "Beijing",
+    "India": "New Delhi",
+    "Russia": "Moscow",
+    "Canada": "Ottawa",
+    "Australia": "Canberra",
+    "Argentina": "Buenos Aires",
+    "Mexico": "Mexico City",
+    "Egypt": "Cairo",
+    "Kenya": "Nairobi",
+    "Greece": "Athens",
+    "Norway": "Oslo",
+    "Sweden": "Stockholm",
+    "Finland": "Helsinki",
+    "Denmark": "Copenhagen",
+    "Poland": "Warsaw",
+    "Austria": "Vienna",
+    "Ireland": "Dublin",
+    "United Kingdom": "London",
+    "Belgium": "Brussels",
+    "Hungary": "Budapest",
+    "Czech Republic": "Prague",
+    "Turkey": "Ankara",
+    "Iran": "Tehran",
+    "Iraq": "Baghdad",
+    "Thailand": "Bangkok",
+    "Vietnam": "Hanoi",
+    "South Korea": "Seoul",
+    "Indonesia": "Jakarta",
+    "Peru": "Lima",
+    "Chile": "Santiago",
+    "Colombia": "Bogota",
+    "Cuba": "Havana",
+    "Nigeria": "Abuja",
+    "Morocco": "Rabat",
+    "New Zealand": "Wellington",
+    "Philippines": "Manila",
+}
+
+ENGLISH_FRENCH: dict[str, str] = {
+    "dog": "chien",
+    "cat": "chat",
+    "house": "maison",
+    "water": "eau",
+    "bread": "pain",
+    "book": "livre",
+    "red": "rouge",
+    "blue": "bleu",
+    "green": "vert",
+    "black": "noir",
+    "white": "blanc",
+    "yellow": "jaune",
+    "sun": "soleil",
+    "moon": "lune",
+    "tree": "arbre",
+    "car": "voiture",
+    "apple": "pomme",
+    "milk": "lait",
+    "cheese": "fromage",
+    "horse": "cheval",
+    "fish": "poisson",
+    "bird": "oiseau",
+    "flower": "fleur",
+    "sea": "mer",
+    "city": "ville",
+    "night": "nuit",
+    "man": "homme",
+    "woman": "femme",
+    "child": "enfant",
+    "hand": "main",
+    "door": "porte",
+    "chair": "chaise",
+    "mountain": "montagne",
+    "girl": "fille",
+    "king": "roi",
+    "queen": "reine",
+    "love": "amour",
+    "cow": "vache",
+}
+
+ENGLISH_SPANISH: dict[str, str] = {
+    "dog": "perro",
+    "cat": "gato",
+    "house": "casa",
+    "water": "agua",
+    "bread": "pan",
+    "book": "libro",
+    "red": "rojo",
+    "blue": "azul",
+    "green": "verde",
+    "black": "negro",
+    "white": "blanco",
+    "yellow": "amarillo",
+    "sun": "sol",
+    "moon": "luna",
+    "apple": "manzana",
+    "milk": "leche",
+    "cheese": "queso",
+    "friend": "amigo",
+    "school": "escuela",
+    "horse": "caballo",
+    "flower": "flor",
+    "sea": "mar",
+    "city": "ciudad",
+    "night": "noche",
+    "man": "hombre",
+    "woman": "mujer",
+    "hand": "mano",
+    "door": "puerta",
+    "window": "ventana",
+    "table": "mesa",
+    "chair": "silla",
+    "key": "llave",
+    "king": "rey",
+    "queen": "reina",
+    "cow": "vaca",
+}
+
+ANTONYMS: dict[str, str] = {
+    "hot": "cold",
+    "big": "small",
+    "fast": "slow",
+    "up": "down",
+    "happy": "sad",
+    "light": "dark",
+    "tall": "short",
+    "early": "late",
+    "full": "empty",
+    "rich": "poor",
+    "wet": "dry",
+    "strong": "weak",
+    "thick": "thin",
+    "win": "lose",
+    "push": "pull",
+    "buy": "sell",
+    "true": "false",
+    "inside": "outside",
+    "above": "below",
+    "before": "after",
+    "always": "never",
+    "clean": "dirty",
+    "loud": "quiet",
+    "alive": "dead",
+    "love": "hate",
+    "good": "bad",
+    "high": "low",
+    "asleep": "awake",
+    "cheap": "expensive",
+    "safe": "dangerous",
+    "smooth": "rough",
+    "accept": "reject",
+    "increase": "decrease",
+    "maximum": "minimum",
+    "question": "answer",
+    "friend": "enemy",
+    "north": "south",
+    "east": "west",
+    "remember": "forget",
+    "visible": "invisible",
+}
+
+# Irregular plurals; regular nouns get their plural from the spelling rule in
+# families.py (s / es / ies), which the tests recompute independently.
+IRREGULAR_PLURALS: dict[str, str] = {
+    "child": "children",
+    "man": "men",
+    "woman": "women",
+    "mouse": "mice",
+    "goose": "geese",
+    "tooth": "teeth",
+    "foot": "feet",
+    "person": "people",
+    "ox": "oxen",
+    "sheep": "sheep",
+    "deer": "deer",
+    "knife": "knives",
+    "wife": "wives",
+    "leaf": "leaves",
+    "wolf": "wolves",
+    "half": "halves",
+    "life": "lives",
+    "loaf": "loaves",
+    "shelf": "shelves",
+    "potato": "potatoes",
+    "tomato": "tomatoes",
+    "hero": "heroes",
+    "crisis": "crises",
+    "cactus": "cacti",
+}
+
+REGULAR_NOUNS: tuple[str, ...] = (
+    "cat", "dog", "book", "car", "tree", "house", "apple", "river", "table",
+    "box", "fox", "bus", "class", "glass", "church", "watch", "dish", "brush",
+    "city", "baby", "lady", "party", "story", "toy", "key", "day", "boy",
+    "bird", "chair", "door", "pencil", "window", "garden", "bottle", "lamp",
+    "match", "wish", "buzz", "kiss", "cherry",
+)
+
+ANIMAL_SOUNDS: dict[str, str] = {
+    "dog": "bark",
+    "cat": "meow",
+    "cow": "moo",
+    "pig": "oink",
+    "duck": "quack",
+    "horse": "neigh",
+    "sheep": "baa",
+    "lion": "roar",
+    "snake": "hiss",
+    "bee": "buzz",
+    "frog": "croak",
+    "owl": "hoot",
+    "wolf": "howl",
+    "hen": "cluck",
+    "rooster": "crow",
+    "donkey": "bray",
+    "turkey": "gobble",
+    "mouse": "squeak",
+    "elephant": "trumpet",
+    "dove": "coo",
+}
+
+ANIMAL_CLASSES: dict[str, str] = {
+    "dog": "mammal",
+    "cat": "mammal",
+    "whale": "mammal",
+    "dolphin": "mammal",
+    "bat": "mammal",
+    "horse": "mammal",
+    "elephant": "mammal",
+    "tiger": "mammal",
+    "eagle": "bird",
+    "penguin": "bird",
+    "ostrich": "bird",
+    "owl": "bird",
+    "parrot": "bird",
+    "sparrow": "bird",
+    "shark": "fish",
+    "salmon": "fish",
+    "tuna": "fish",
+    "goldfish": "fish",
+    "trout": "fish",
+    "frog": "amphibian",
+    "toad": "amphibian",
+    "salamander": "amphibian",
+    "newt": "amphibian",
+    "snake": "reptile",
+    "lizard": "reptile",
+    "crocodile": "reptile",
+    "turtle": "reptile",
+    "iguana": "reptile",
+    "ant": "insect",
+    "bee": "insect",
+    "butterfly": "insect",
+    "beetle": "insect",
+    "mosquito": "insect",
+    "grasshopper": "insect",
+}
+
+CHEMICAL_SYMBOLS: dict[str, str] = {
+    "Hydrogen": "H",
+    "Helium": "He",
+    "Lithium": "Li",
+    "Boron": "B",
+    "Carbon": "C",
+    "Nitrogen": "N",
+    "Oxygen": "O",
+    "Fluorine": "F",
+    "Neon": "Ne",
+    "Sodium": "Na",
+    "Magnesium": "Mg",
+    "Silicon": "Si",
+    "Phosphorus": "P",
+    "Sulfur": "S",
+    "Chlorine": "Cl",
+    "Argon": "Ar",
+    "Potassium": "K",
+    "Calcium": "Ca",
+    "Titanium": "Ti",
+    "Chromium": "Cr",
+    "Manganese": "Mn",
+    "Iron": "Fe",
+    "Cobalt": "Co",
+    "Nickel": "Ni",
+    "Copper": "Cu",
+    "Zinc": "Zn",
+    "Bromine": "Br",
+    "Silver": "Ag",
+    "Tin": "Sn",
+    "Iodine": "I",
+    "Xenon": "Xe",
+    "Barium": "Ba",
+    "Tungsten": "W",
+    "Platinum": "Pt",
+    "Gold": "Au",
+    "Mercury": "Hg",
+    "Lead": "Pb",
+    "Radon": "Rn",
+    "Uranium": "U",
+}
+
+OBJECT_COLORS: dict[str, str] = {
+    "banana": "yellow",
+    "grass": "green",
+    "snow": "white",
+    "coal": "black",
+    "blood": "red",
+    "lemon": "yellow",
+    "carrot": "orange",
+    "pumpkin": "orange",
+    "strawberry": "red",
+    "milk": "white",
+    "chocolate": "brown",
+    "lime": "green",
+    "crow": "black",
+    "emerald": "green",
+    "ruby": "red",
+    "sapphire": "blue",
+    "salt": "white",
+    "coffee": "brown",
+    "eggplant": "purple",
+    "lavender": "purple",
+    "flamingo": "pink",
+    "sunflower": "yellow",
+    "cucumber": "green",
+    "charcoal": "black",
+    "cherry": "red",
+    "chestnut": "brown",
+    "ivory": "white",
+    "canary": "yellow",
+}
+
+FRUITS: tuple[str, ...] = (
+    "apple", "banana", "cherry", "grape", "mango", "pear", "peach", "plum",
+    "lemon", "orange", "strawberry", "kiwi", "pineapple", "watermelon",
+    "apricot", "blueberry", "raspberry", "fig", "papaya", "lime",
+)
+
+VEGETABLES: tuple[str, ...] = (
+    "carrot", "potato", "onion", "spinach", "broccoli", "cabbage", "lettuce",
+    "celery", "cauliflower", "garlic", "radish", "turnip", "leek", "beet",
+    "kale", "asparagus", "parsnip", "artichoke",
+)
+
+MONTHS: tuple[str, ...] = (
+    "January", "February", "March", "April", "May", "June", "July",
+    "August", "September", "October", "November", "December",
+)
+
+DAYS: tuple[str, ...] = (
+    "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
+)
+
+UNIT_WORDS: tuple[str, ...] = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+    "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen",
+    "sixteen", "seventeen", "eighteen", "nineteen",
+)
+
+TENS_WORDS: tuple[str, ...] = (
+    "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy",
+    "eighty", "ninety",
+)
+
+POSITIVE_WORDS: tuple[str, ...] = (
+    "wonderful", "great", "excellent", "delightful", "amazing", "fantastic",
+    "lovely", "superb", "brilliant", "pleasant", "enjoyable", "charming",
+)
+
+NEGATIVE_WORDS: tuple[str, ...] = (
+    "terrible", "awful", "horrible", "boring", "disappointing", "dreadful",
+    "unpleasant", "miserable", "disgusting", "annoying", "dull", "poor",
+)
+
+REVIEW_NOUNS: tuple[str, ...] = (
+    "movie", "meal", "service", "hotel", "book", "concert", "trip", "game",
+    "weather", "class", "show", "party",
+)
+
+# Lowercase words without the letter "y", so "vowel" (a, e, i, o, u) is never
+# ambiguous for the counting and removal tasks.
+COMMON_WORDS: tuple[str, ...] = (
+    "apple", "river", "garden", "window", "pencil", "orange", "planet",
+    "silver", "button", "candle", "forest", "guitar", "jacket", "kitten",
+    "ladder", "marble", "needle", "pepper", "rabbit", "saddle", "tunnel",
+    "violin", "wallet", "zipper", "bridge", "castle", "dragon", "engine",
+    "flower", "hammer", "island", "jungle", "lemon", "mirror", "number",
+    "ocean", "pillow", "rocket", "summer", "tiger", "turtle", "basket",
+    "cloud", "dance", "eagle", "fabric", "grape", "house", "paper", "queen",
+    "stone", "table", "water", "music", "light", "chair", "bread", "smile",
+    "cat", "dog", "sun", "map", "pen", "cup", "hat", "box", "tree", "bird",
+)
+
+PALINDROMES: tuple[str, ...] = (
+    "level", "radar", "civic", "kayak", "madam", "refer", "rotor", "noon",
+    "racecar", "stats", "tenet", "deed", "peep", "solos", "wow", "pop",
+    "minim", "sagas", "redder", "reviver",
+)
+
+FIRST_NAMES: tuple[str, ...] = (
+    "Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry",
+    "Irene", "Jack", "Karen", "Liam", "Maria", "Noah", "Olivia", "Peter",
+    "Rachel", "Samuel", "Tina", "Victor",
+)
+
+LAST_NAMES: tuple[str, ...] = (
+    "Brown", "Smith", "Jones", "Taylor", "Wilson", "Clark", "Lewis",
+    "Walker", "Hall", "Young", "King", "Wright", "Green", "Baker", "Adams",
+    "Nelson", "Carter", "Mitchell", "Turner", "Parker",
+)
+
+EMAIL_DOMAINS: tuple[str, ...] = (
+    "example.com", "mail.org", "company.net", "university.edu", "shop.io",
+    "news.co.uk", "acme.com", "startup.dev", "library.org", "post.de",
+)
