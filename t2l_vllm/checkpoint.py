@@ -50,6 +50,10 @@ def save_hypernet(
     if metadata:
         cfg["metadata"] = dict(metadata)
     (tmp / CONFIG_NAME).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    # mkdtemp makes the folder private; a checkpoint is meant to be read by others (servers, installs).
+    os.chmod(tmp, 0o755)
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        os.chmod(tmp / name, 0o644)
     if out_dir.exists():
         # Replace an older checkpoint: move it aside first so a reader never sees half of each.
         old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))

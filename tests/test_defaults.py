@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from t2l_vllm import defaults
+from t2l_vllm.evaluation import normalize_answer
 from tests.conftest import run_python
 
 
@@ -55,8 +56,20 @@ def test_default_encoder_embeds_meaningfully():
     assert cos[0, 1] > cos[0, 2] + 0.2
 
 
-def test_generated_adapter_loads_in_vllm(default_base, clean_cache, tmp_path):
+def test_shipped_checkpoint_is_small_and_trained():
+    from t2l_vllm.checkpoint import WEIGHTS_NAME, load_hypernet, read_hypernet_config
+
+    assert (defaults.SHIPPED_HYPERNET / WEIGHTS_NAME).stat().st_size <= 25 * 2**20
+    config, metadata = read_hypernet_config(defaults.SHIPPED_HYPERNET)
+    assert metadata["trainer"] == "sft" and metadata["step"] > 0
+    net = load_hypernet(defaults.SHIPPED_HYPERNET)
+    # Trained: the heads are no longer the zero init, so adapters depend on the description.
+    assert all(head.weight.abs().max() > 0 for head in net.heads.values())
+
+
+def test_default_adapter_does_the_described_task_in_vllm(default_base, clean_cache, tmp_path):
     env = {"T2L_VLLM_CACHE": str(clean_cache)}
+    # A wording of the country_capital task that training never saw.
     proc = run_python(
         ["-m", "t2l_vllm.cli", "generate", "Answer with the capital city of the given country.",
          "--out", str(tmp_path / "adapters"), "--json"],
@@ -65,15 +78,15 @@ def test_generated_adapter_loads_in_vllm(default_base, clean_cache, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["base_model"] == str(default_base)
+    assert report["hypernet"] == str(defaults.SHIPPED_HYPERNET)
     folder = report["adapters"][0]["path"]
 
     spec = {"model": str(default_base), "dtype": "bfloat16", "max_tokens": 12, "chat": True, "ignore_eos": False,
-            "prompts": ["What is the capital of France?"], "adapters": {"t2l": folder}}
+            "prompts": ["France", "Japan"], "adapters": {"t2l": folder}}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     proc = run_python(["tests/vllm_greedy.py", str(tmp_path / "spec.json"), str(tmp_path / "out.json")])
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
-    assert "Paris" in out["texts"]["base"][0]
-    # The default hypernetwork is not trained yet (issue 4): its adapters are the
-    # standard LoRA init (B = 0), so vLLM serving through it must equal the base.
-    assert out["separate"]["t2l"] == out["separate"]["base"]
+    # The base model chats about the country; through the adapter it answers like the task says.
+    assert [normalize_answer(t) for t in out["texts"]["base"]] != ["paris", "tokyo"]
+    assert [normalize_answer(t) for t in out["texts"]["t2l"]] == ["paris", "tokyo"]

@@ -208,7 +208,9 @@ def test_concurrent_identical_requests_generate_once(server, http):
     delta = lambda name, **l: metric(after, name, **l) - metric(before, name, **l)  # noqa: E731
     assert delta("t2l_adapter_cache_total", result="miss") == 1
     assert delta("t2l_adapter_generation_seconds_count", stage="hypernet") == 1
-    assert delta("t2l_adapter_singleflight_joins_total") >= 1
+    # Whether the other 11 joined the generation or came after it depends on load
+    # (tests/test_service.py pins the join); either way they all found it made.
+    assert delta("t2l_adapter_cache_total", result="hit") == 11
 
 
 def test_eviction_keeps_bounds_and_serves_everything(server, client, http):

@@ -159,7 +159,10 @@ def read_jsonl(path: str | Path) -> list[dict]:
     in hand-edited files); every other line must be a valid example.
     """
     examples = []
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read task file {path}: {e}") from None
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

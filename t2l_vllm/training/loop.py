@@ -1,0 +1,95 @@
+"""Plumbing every trainer shares: the loss, learning-rate schedule, resume state and log.
+
+A run folder holds
+    run_config.json   the trainer's config; a resumed run must match it
+    train_state.pt    step, trainable weights, optimizer state (written atomically)
+    log.jsonl         one line per logged step
+so killing a run at any point and starting the same command again continues
+from the last saved step with the same batches (batches depend on (seed, step)).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.nn import functional as F
+
+from t2l_vllm.training.data import IGNORE_INDEX, Batch
+
+STATE_NAME = "train_state.pt"
+CONFIG_NAME = "run_config.json"
+LOG_NAME = "log.jsonl"
+
+# progress(step, total_steps, record) is called after every step; the CLI draws a bar with it.
+Progress = Callable[[int, int, dict], None]
+
+
+def completion_loss(model, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy over answer tokens only.
+
+    The LM head runs only at positions whose next token is labelled, so the
+    prompt (most of every sequence) costs no vocabulary projection.
+    """
+    hidden = model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    targets = batch.labels[:, 1:]  # [B, T-1]: position t predicts token t+1
+    keep = targets != IGNORE_INDEX
+    if not keep.any():
+        raise ValueError("batch has no answer tokens to train on")
+    logits = model.lm_head(hidden[:, :-1][keep]).float()  # [n_answer_tokens, vocab]
+    return F.cross_entropy(logits, targets[keep], label_smoothing=label_smoothing)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warmup to `peak`, then cosine decay to 10% of it at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def start_run(out_dir: Path, config: Any) -> dict | None:
+    """Create the run folder or check it belongs to `config`; returns the saved state, if any."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wanted = asdict(config)
+    cfg_path = out_dir / CONFIG_NAME
+    if cfg_path.is_file():
+        saved = json.loads(cfg_path.read_text())
+        if saved != wanted:
+            diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+            raise ValueError(
+                f"{out_dir} holds a run with a different config (differs in {', '.join(diff)}); "
+                "use another --out or the same settings to resume"
+            )
+    else:
+        cfg_path.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+    state_path = out_dir / STATE_NAME
+    if state_path.is_file():
+        return torch.load(state_path, map_location="cpu", weights_only=False)
+    return None
+
+
+def save_state(out_dir: Path, state: dict) -> None:
+    tmp = out_dir / (STATE_NAME + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, out_dir / STATE_NAME)
+
+
+def log_record(out_dir: Path, record: dict) -> None:
+    with open(out_dir / LOG_NAME, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def load_frozen_base(base_model_dir: Path):
+    """(model, tokenizer) with every base weight frozen, in the folder's dtype."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(base_model_dir), dtype="auto")
+    model.requires_grad_(False)
+    return model.eval(), tokenizer

@@ -1,0 +1,132 @@
+"""T2L reconstruction: the hypernetwork learns to reproduce an adapter library.
+
+For a training family with oracle LoRA (A*, B*) the target is its weight
+update dW* = B* @ A* in every (layer, module); the hypernetwork, fed one of
+the family's training descriptions, emits (A, B) and pays the mean absolute
+error |B @ A - dW*| (L1 on delta-W, as upstream). The LoRA scaling is the same
+for both sides (same rank, alpha and rsLoRA), so it cancels and is left out.
+No base model is needed: this is cheap, but it only learns the library's tasks.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from t2l_vllm.checkpoint import save_hypernet
+from t2l_vllm.config import HypernetConfig
+from t2l_vllm.encoders import load_encoder
+from t2l_vllm.hypernet import HyperLoRA
+from t2l_vllm.tasks.splits import family_seed, train_descriptions, training_families
+from t2l_vllm.training import loop
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass(frozen=True)
+class ReconConfig:
+    library: str
+    tasks: str = ""  # comma-separated training families; empty: all of them
+    steps: int = 500
+    tasks_per_batch: int = 4
+    # The heads' outputs are sums over 512 features, so each Adam step moves a
+    # generated entry by ~400 x lr while targets are ~1e-3: 1e-3 oscillated at
+    # the "predict zero" L1, 4e-5 descends (slowly).
+    lr: float = 4e-5
+    warmup_steps: int = 20
+    seed: int = 0
+    save_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.tasks_per_batch < 1 or self.save_every < 1:
+            raise ValueError("steps, tasks_per_batch and save_every must be >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def load_library_deltas(library: Path, hypernet_config: HypernetConfig, families: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+    """family -> module -> dW* stacked over layers: [num_layers, d_out, d_in] (float32)."""
+    spec = hypernet_config.target
+    deltas = {}
+    for fam in families:
+        path = library / fam / "adapter_model.safetensors"
+        if not path.is_file():
+            raise ValueError(f"the adapter library {library} has no oracle for {fam!r}; run t2l-vllm train-oracles first")
+        tensors = load_file(str(path))
+        per_module = {}
+        for m in spec.modules:
+            layers = []
+            for layer in range(spec.num_layers):
+                prefix = f"base_model.model.model.layers.{layer}.{m.parent}.{m.name}"
+                try:
+                    a = tensors[f"{prefix}.lora_A.weight"].float()  # [r, d_in]
+                    b = tensors[f"{prefix}.lora_B.weight"].float()  # [d_out, r]
+                except KeyError:
+                    raise ValueError(f"{path} lacks {prefix}.lora_A/B; was it trained for this base model?") from None
+                layers.append(b @ a)
+            per_module[m.name] = torch.stack(layers)
+        deltas[fam] = per_module
+    return deltas
+
+
+def train_reconstruction(
+    hypernet_config: HypernetConfig,
+    base_model_dir: str | Path,
+    out_dir: str | Path,
+    config: ReconConfig,
+    progress: loop.Progress | None = None,
+) -> Path:
+    """Run (or resume) reconstruction training; returns `out_dir/checkpoint`."""
+    out_dir = Path(out_dir)
+    state = loop.start_run(out_dir, config)
+    families = training_families()
+    if config.tasks:
+        wanted = config.tasks.split(",")
+        unknown = sorted(set(wanted) - {f.name for f in families})
+        if unknown:
+            raise ValueError(f"not training families: {', '.join(unknown)}")
+        families = [f for f in families if f.name in wanted]
+    deltas = load_library_deltas(Path(config.library), hypernet_config, [f.name for f in families])
+    net = HyperLoRA.initialise(hypernet_config, seed=config.seed).train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=0.0)
+    step = 0
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+    encoder = load_encoder(hypernet_config.encoder, base_model_dir)
+    descriptions = sorted({d for fam in families for d in train_descriptions(fam)})
+    emb = dict(zip(descriptions, encoder.encode(descriptions)))
+    del encoder
+    while step < config.steps:
+        t0 = time.perf_counter()
+        rng = random.Random(family_seed(config.seed, f"recon-step-{step}"))
+        chosen = rng.sample(families, min(config.tasks_per_batch, len(families)))
+        descs = [rng.choice(train_descriptions(f)) for f in chosen]
+        lr = loop.lr_at(step, config.steps, config.lr, config.warmup_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        lora = net(torch.stack([emb[d] for d in descs]))
+        terms = []
+        for name, (a, b) in lora.factors.items():
+            # a: [B, L, r, d_in], b: [B, L, d_out, r] -> dW: [B, L, d_out, d_in]
+            target = torch.stack([deltas[f.name][name] for f in chosen])
+            terms.append((b @ a - target).abs().mean())
+        loss = torch.stack(terms).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        record = {"step": step, "l1": float(f"{loss.item():.4g}"), "lr": lr, "sec": round(time.perf_counter() - t0, 3)}
+        loop.log_record(out_dir, record)
+        if step % config.save_every == 0 or step == config.steps:
+            save_hypernet(net, out_dir / CHECKPOINT_DIR, metadata={"trainer": "reconstruction", "step": step})
+            loop.save_state(out_dir, {"step": step, "model": net.state_dict(), "optimizer": optimizer.state_dict()})
+        if progress is not None:
+            progress(step, config.steps, record)
+    return out_dir / CHECKPOINT_DIR
