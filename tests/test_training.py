@@ -151,14 +151,16 @@ def test_sft_resumes_to_the_same_weights(tiny_base_dir, tiny_hypernet_config, tm
     class Stop(Exception):
         pass
 
-    def stop_at_4(step, total, record):
-        if step == 4:
+    def stop_at_5(step, total, record):
+        if step == 5:  # one step past the last save (step 4): it is redone on resume
             raise Stop
 
     with pytest.raises(Stop):
-        train_sft(tiny_hypernet_config, tiny_base_dir, tmp_path / "b", config, progress=stop_at_4)
+        train_sft(tiny_hypernet_config, tiny_base_dir, tmp_path / "b", config, progress=stop_at_5)
     assert torch.load(tmp_path / "b" / "train_state.pt", weights_only=False)["step"] == 4
     resumed = train_sft(tiny_hypernet_config, tiny_base_dir, tmp_path / "b", config)
+    log = [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4, 5, 6]
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="different config"):

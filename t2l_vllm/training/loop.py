@@ -69,9 +69,17 @@ def start_run(out_dir: Path, config: Any) -> dict | None:
     else:
         cfg_path.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
     state_path = out_dir / STATE_NAME
-    if state_path.is_file():
-        return torch.load(state_path, map_location="cpu", weights_only=False)
-    return None
+    if not state_path.is_file():
+        return None
+    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    # Steps logged after the last save are redone on resume: drop their old lines.
+    log = out_dir / LOG_NAME
+    if log.is_file():
+        lines = log.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if json.loads(line).get("step", 0) <= state["step"]]
+        if len(kept) != len(lines):
+            log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return state
 
 
 def save_state(out_dir: Path, state: dict) -> None:

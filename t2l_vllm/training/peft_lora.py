@@ -119,7 +119,8 @@ def train_oracles(
         # Every oracle starts from the same LoRA init (as upstream trains its library with
         # one fixed seed): A barely moves in training, so the library's delta-Ws share
         # their row spaces and reconstruction has structure to learn. With a different
-        # random A per task, a first library left reconstruction at the task-median L1.
+        # random A per task they share little, and reconstruction from a first such
+        # library stayed at the L1 of predicting zero.
         torch.manual_seed(config.seed)
         peft_model = get_peft_model(model, peft_lora_config(hypernet_config))
         params = [p for p in peft_model.parameters() if p.requires_grad]
