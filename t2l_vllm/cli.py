@@ -21,10 +21,17 @@ def _quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
 
 
+def _base_model(args: argparse.Namespace) -> Path:
+    """--base-model, or the embedded default (converted on first use)."""
+    from . import defaults
+
+    return Path(args.base_model) if args.base_model else defaults.default_base_model_dir()
+
+
 def _resolve_models(args: argparse.Namespace) -> tuple[Path, Path]:
     from . import defaults
 
-    base = Path(args.base_model) if args.base_model else defaults.default_base_model_dir()
+    base = _base_model(args)
     hypernet = Path(args.hypernet) if args.hypernet else defaults.default_hypernet_dir(base)
     return base, hypernet
 
@@ -181,10 +188,9 @@ def _hypernet_config(args: argparse.Namespace, base: Path):
 
 
 def cmd_train_sft(args: argparse.Namespace) -> int:
-    from . import defaults
     from .training.sft import SFTConfig, train_sft
 
-    base = Path(args.base_model) if args.base_model else defaults.default_base_model_dir()
+    base = _base_model(args)
     config = SFTConfig(
         steps=args.steps, lr=args.lr, tasks_per_batch=args.tasks_per_batch, seed=args.seed,
         save_every=args.save_every, style=args.style, init_from=str(args.init_from or ""),
@@ -196,11 +202,10 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
 
 
 def cmd_train_oracles(args: argparse.Namespace) -> int:
-    from . import defaults
     from .tasks import FAMILIES
     from .training.peft_lora import OracleConfig, train_oracles
 
-    base = Path(args.base_model) if args.base_model else defaults.default_base_model_dir()
+    base = _base_model(args)
     names = args.tasks.split(",") if args.tasks else list(FAMILIES)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
@@ -216,10 +221,9 @@ def cmd_train_oracles(args: argparse.Namespace) -> int:
 
 
 def cmd_train_multitask(args: argparse.Namespace) -> int:
-    from . import defaults
     from .training.peft_lora import MultitaskConfig, train_multitask
 
-    base = Path(args.base_model) if args.base_model else defaults.default_base_model_dir()
+    base = _base_model(args)
     config = MultitaskConfig(steps=args.steps, lr=args.lr, seed=args.seed, save_every=args.save_every)
     t0 = time.perf_counter()
     path = train_multitask(_hypernet_config(args, base), base, Path(args.out), config, progress=_progress_bar("multitask"))
@@ -228,10 +232,9 @@ def cmd_train_multitask(args: argparse.Namespace) -> int:
 
 
 def cmd_train_recon(args: argparse.Namespace) -> int:
-    from . import defaults
     from .training.reconstruction import ReconConfig, train_reconstruction
 
-    base = Path(args.base_model) if args.base_model else defaults.default_base_model_dir()
+    base = _base_model(args)
     config = ReconConfig(
         library=str(Path(args.library).resolve()), tasks=args.tasks or "", steps=args.steps, lr=args.lr,
         seed=args.seed, tasks_per_batch=args.tasks_per_batch,

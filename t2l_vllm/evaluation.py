@@ -171,11 +171,11 @@ def run_eval(
         for key, text in wanted.items():
             request_adapter[key] = gen.adapter_id(text)
         del gen
-    for i, ex in enumerate(examples):
-        if "multitask" in modes:
-            adapter_paths["multitask"] = Path(multitask_dir)
-            request_adapter[("multitask", i)] = "multitask"
-        if "oracle" in modes:
+    if "multitask" in modes:
+        adapter_paths["multitask"] = Path(multitask_dir)
+        request_adapter.update({("multitask", i): "multitask" for i in range(len(examples))})
+    if "oracle" in modes:
+        for i, ex in enumerate(examples):
             adapter_paths["oracle:" + ex["task"]] = Path(oracle_dir) / ex["task"]
             request_adapter[("oracle", i)] = "oracle:" + ex["task"]
     for path in adapter_paths.values():

@@ -53,6 +53,20 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def description_embeddings(encoder_config, base_model_dir: Path, descriptions) -> dict[str, torch.Tensor]:
+    """description -> [enc_dim] embedding, each computed once (the encoder is frozen in training)."""
+    from t2l_vllm.encoders import load_encoder
+
+    encoder = load_encoder(encoder_config, base_model_dir)
+    texts = sorted(set(descriptions))
+    return dict(zip(texts, encoder.encode(texts)))
+
+
 def start_run(out_dir: Path, config: Any) -> dict | None:
     """Create the run folder or check it belongs to `config`; returns the saved state, if any."""
     out_dir.mkdir(parents=True, exist_ok=True)

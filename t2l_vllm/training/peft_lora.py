@@ -128,8 +128,7 @@ def train_oracles(
         rng = random.Random(family_seed(config.seed, f"oracle-data-{fam.name}"))
         losses = []
         for step in range(config.steps):
-            for group in optimizer.param_groups:
-                group["lr"] = loop.lr_at(step, config.steps, config.lr, config.warmup_steps)
+            loop.set_lr(optimizer, loop.lr_at(step, config.steps, config.lr, config.warmup_steps))
             rows = [tokenize_example(tokenizer, "t2l", ex, config.max_tokens) for ex in _family_batch(fam, rng, config.batch_size)]
             loss = loop.completion_loss(peft_model.get_base_model(), collate(rows, pad))
             optimizer.zero_grad(set_to_none=True)
@@ -183,8 +182,7 @@ def train_multitask(
     while step < config.steps:
         t0 = time.perf_counter()
         lr = loop.lr_at(step, config.steps, config.lr, config.warmup_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        loop.set_lr(optimizer, lr)
         examples = sample_step(families, config.tasks_per_batch, config.seed, step)
         rows = [tokenize_example(tokenizer, config.style, ex, config.max_tokens) for ex in examples]
         loss = loop.completion_loss(peft_model.get_base_model(), collate(rows, pad))

@@ -20,7 +20,6 @@ from safetensors.torch import load_file
 
 from t2l_vllm.checkpoint import save_hypernet
 from t2l_vllm.config import HypernetConfig
-from t2l_vllm.encoders import load_encoder
 from t2l_vllm.hypernet import HyperLoRA
 from t2l_vllm.tasks.splits import family_seed, train_descriptions, training_families
 from t2l_vllm.training import loop
@@ -99,18 +98,16 @@ def train_reconstruction(
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
-    encoder = load_encoder(hypernet_config.encoder, base_model_dir)
-    descriptions = sorted({d for fam in families for d in train_descriptions(fam)})
-    emb = dict(zip(descriptions, encoder.encode(descriptions)))
-    del encoder
+    emb = loop.description_embeddings(
+        hypernet_config.encoder, Path(base_model_dir), [d for fam in families for d in train_descriptions(fam)]
+    )
     while step < config.steps:
         t0 = time.perf_counter()
         rng = random.Random(family_seed(config.seed, f"recon-step-{step}"))
         chosen = rng.sample(families, min(config.tasks_per_batch, len(families)))
         descs = [rng.choice(train_descriptions(f)) for f in chosen]
         lr = loop.lr_at(step, config.steps, config.lr, config.warmup_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        loop.set_lr(optimizer, lr)
         lora = net(torch.stack([emb[d] for d in descs]))
         terms = []
         for name, (a, b) in lora.factors.items():

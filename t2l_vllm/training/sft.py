@@ -19,7 +19,6 @@ import torch
 
 from t2l_vllm.checkpoint import load_hypernet, save_hypernet
 from t2l_vllm.config import HypernetConfig
-from t2l_vllm.encoders import load_encoder
 from t2l_vllm.hypernet import HyperLoRA, LoraFactors
 from t2l_vllm.tasks.splits import train_descriptions, training_families
 from t2l_vllm.training import loop
@@ -92,10 +91,9 @@ def train_sft(
         step = state["step"]
 
     families = training_families()
-    encoder = load_encoder(hypernet_config.encoder, base_model_dir)
-    descriptions = sorted({d for fam in families for d in train_descriptions(fam)})
-    emb = dict(zip(descriptions, encoder.encode(descriptions)))  # description -> [enc_dim]
-    del encoder
+    emb = loop.description_embeddings(
+        hypernet_config.encoder, base_model_dir, [d for fam in families for d in train_descriptions(fam)]
+    )
     pad = pad_id(tokenizer)
 
     while step < config.steps:
@@ -103,8 +101,7 @@ def train_sft(
         examples = sample_step(families, config.tasks_per_batch, config.seed, step)
         batch = collate([tokenize_example(tokenizer, config.style, ex, config.max_tokens) for ex in examples], pad)
         lr = loop.lr_at(step, config.steps, config.lr, config.warmup_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        loop.set_lr(optimizer, lr)
         lora = net(torch.stack([emb[ex["description"]] for ex in examples]))
         with lora_applied(modules, lora):
             ce = loop.completion_loss(model, batch, config.label_smoothing)
