@@ -2,13 +2,17 @@
 
     .venv/bin/python benchmarks/lora_ops_bench.py [--adapters 1,8,32] [--out benchmarks/results/lora_ops.json]
 
-Three engines, one after another, each in its own process, on the embedded
+Four engines, one after another, each in its own process, on the embedded
 default model (SmolLM2-135M-Instruct, bf16), offline `vllm.LLM`, greedy:
-    base       enable_lora=False
+    base       enable_lora=False (torch.compile'd, vLLM's CPU default)
     base-eager enable_lora=False, enforce_eager=True (no torch.compile: what vLLM
-               does to the model on CPU whenever LoRA is enabled)
-    vllm-ops   enable_lora=True, vLLM's torch punica ops (T2L_VLLM_LORA_OPS=vllm)
-    t2l-ops    enable_lora=True, t2l_vllm/lora_ops.py (installed by our plugin)
+               alone does to the model on CPU whenever LoRA is enabled)
+    vllm-ops   enable_lora=True, vLLM's CPU LoRA path (T2L_VLLM_LORA_OPS=vllm)
+    t2l-ops    enable_lora=True, ours (packed_lora.py, installed by our plugin,
+               which keeps torch.compile on)
+    t2l-ops-qv as t2l-ops, with lora_target_modules=[q_proj, v_proj]: only the
+               modules the adapters target are LoRA-wrapped, as `t2l-vllm serve`
+               sets from the hypernetwork checkpoint
 Workloads (same prompts for every engine):
     decode-heavy   32 sequences, ~16-token prompts, 64 new tokens
     prefill-heavy  16 sequences, ~256-token prompts, 2 new tokens
@@ -36,10 +40,11 @@ WORKLOADS = {
 }
 ENGINES = {
     "base": {"enable_lora": False, "env": {}},
-    # vLLM turns compilation off on CPU when LoRA is enabled; this isolates that share of the gap.
+    # vLLM alone turns compilation off on CPU when LoRA is enabled; this shows what that costs.
     "base-eager": {"enable_lora": False, "enforce_eager": True, "env": {}},
     "vllm-ops": {"enable_lora": True, "env": {"T2L_VLLM_LORA_OPS": "vllm"}},
     "t2l-ops": {"enable_lora": True, "env": {"T2L_VLLM_LORA_OPS": "t2l"}},
+    "t2l-ops-qv": {"enable_lora": True, "target_modules": ["q_proj", "v_proj"], "env": {"T2L_VLLM_LORA_OPS": "t2l"}},
 }
 
 
@@ -73,6 +78,8 @@ def worker(spec_path: str) -> None:
     kw = {"enable_lora": True, "max_loras": max(spec["adapter_counts"]), "max_lora_rank": 8} if spec["enable_lora"] else {}
     if spec.get("enforce_eager"):
         kw["enforce_eager"] = True
+    if spec.get("target_modules"):
+        kw["lora_target_modules"] = spec["target_modules"]
     llm = LLM(model=spec["model"], dtype="bfloat16", max_model_len=1024, seed=0, **kw)
     loras = [LoRARequest(f"a{i}", i + 1, p) for i, p in enumerate(spec["adapters"])]
     results = []
@@ -97,7 +104,8 @@ def run_engine(name: str, model: str, adapters: list[str], counts: list[int], re
     cfg = ENGINES[name]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump({"model": model, "adapters": adapters, "adapter_counts": counts, "repeats": repeats,
-                   "enable_lora": cfg["enable_lora"], "enforce_eager": cfg.get("enforce_eager", False)}, fh)
+                   "enable_lora": cfg["enable_lora"], "enforce_eager": cfg.get("enforce_eager", False),
+                   "target_modules": cfg.get("target_modules")}, fh)
     proc = subprocess.run([sys.executable, __file__, "--worker", fh.name], capture_output=True, text=True,
                           env={**os.environ, **cfg["env"]})
     os.unlink(fh.name)
@@ -114,17 +122,22 @@ def report(rows: dict[str, list[dict]], counts: list[int]) -> tuple[list[dict], 
     for wl in WORKLOADS:
         for k in counts:
             pick = lambda eng: next(r["tokens_per_s"] for r in rows[eng] if r["workload"] == wl and r["adapters"] == k)  # noqa: E731
-            v, t = pick("vllm-ops"), pick("t2l-ops")
+            v, t, qv = pick("vllm-ops"), pick("t2l-ops"), pick("t2l-ops-qv")
             table.append({"workload": wl, "adapters": k, "base_tok_s": base[wl], "base_eager_tok_s": eager[wl],
-                          "vllm_ops_tok_s": v, "t2l_ops_tok_s": t, "vllm_ops_over_base": v / base[wl],
-                          "t2l_ops_over_base": t / base[wl], "t2l_ops_over_base_eager": t / eager[wl], "t2l_over_vllm": t / v})
+                          "vllm_ops_tok_s": v, "t2l_ops_tok_s": t, "t2l_ops_qv_tok_s": qv,
+                          "vllm_ops_over_base": v / base[wl], "t2l_ops_over_base": t / base[wl],
+                          "t2l_ops_qv_over_base": qv / base[wl], "t2l_ops_over_base_eager": t / eager[wl],
+                          "t2l_over_vllm": t / v})
     md = ["| workload | adapters in batch | base tok/s | base eager tok/s | vLLM ops tok/s | t2l ops tok/s "
-          "| vLLM ops / base | t2l ops / base | t2l ops / base eager | t2l / vLLM |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "| t2l ops q/v tok/s | vLLM ops / base | t2l ops / base | t2l ops q/v / base | t2l ops / base eager "
+          "| t2l / vLLM |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         md.append(f"| {r['workload']} | {r['adapters']} | {r['base_tok_s']:.0f} | {r['base_eager_tok_s']:.0f} | "
-                  f"{r['vllm_ops_tok_s']:.0f} | {r['t2l_ops_tok_s']:.0f} | {r['vllm_ops_over_base']:.2f}x | "
-                  f"{r['t2l_ops_over_base']:.2f}x | {r['t2l_ops_over_base_eager']:.2f}x | {r['t2l_over_vllm']:.2f}x |")
+                  f"{r['vllm_ops_tok_s']:.0f} | {r['t2l_ops_tok_s']:.0f} | {r['t2l_ops_qv_tok_s']:.0f} | "
+                  f"{r['vllm_ops_over_base']:.2f}x | {r['t2l_ops_over_base']:.2f}x | "
+                  f"**{r['t2l_ops_qv_over_base']:.2f}x** | {r['t2l_ops_over_base_eager']:.2f}x | "
+                  f"{r['t2l_over_vllm']:.2f}x |")
     return table, "\n".join(md)
 
 
@@ -154,6 +167,7 @@ def main() -> None:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"rows": table, "raw": rows, "cpu_count": os.cpu_count()}, indent=2))
+        Path(args.out).with_suffix(".md").write_text(md + "\n")
 
 
 if __name__ == "__main__":

@@ -143,15 +143,18 @@ def serve_command(args: argparse.Namespace, vllm_args: list[str]) -> tuple[list[
     rank = next(r for r in VLLM_RANKS if r >= hn_config.rank)
     max_loras = 8
     extra = {
-        "--enable-lora": None,
-        "--max-lora-rank": str(rank),
-        "--max-loras": str(max_loras),
-        "--max-cpu-loras": str(max(max_loras, serve_config.max_engine_adapters)),
-        "--max-model-len": "4096",
+        "--enable-lora": [],
+        "--max-lora-rank": [str(rank)],
+        "--max-loras": [str(max_loras)],
+        "--max-cpu-loras": [str(max(max_loras, serve_config.max_engine_adapters))],
+        "--max-model-len": ["4096"],
+        # LoRA-wrap only the modules the hypernetwork writes: every other wrapped
+        # layer would still cost a LoRA call per step for all-zero weights.
+        "--lora-target-modules": [m.name for m in hn_config.target.modules],
     }
-    for flag, value in extra.items():
+    for flag, values in extra.items():
         if not _has_flag(vllm_args, flag):
-            cmd += [flag] if value is None else [flag, value]
+            cmd += [flag, *values]
     return cmd + vllm_args, env
 
 

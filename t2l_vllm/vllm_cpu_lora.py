@@ -1,17 +1,26 @@
-"""Installs the grouped LoRA ops (`lora_ops.py`) into vLLM's CPU punica wrapper.
+"""Installs our CPU LoRA path into vLLM's CPU punica wrapper.
 
-The only place that touches vLLM's LoRA internals. Three hooks:
+The only place that touches vLLM's LoRA internals. Four hooks:
 
 1. The module-level op names `vllm.lora.punica_wrapper.punica_cpu` imported from
-   `vllm.lora.ops.torch_ops` (`bgmv_shrink`, `sgmv_expand`, ...) become ours:
-   same math, tokens grouped by adapter, -1 tokens untouched.
-2. `PunicaWrapperCPU`'s per-layer shrink / expand-slice methods (what every
-   LoRA linear layer calls) use one `TokenGroups` per batch, computed once in
-   `update_metadata` instead of once per layer, and skip adapter slots whose
-   weights for that layer are all zero (vLLM applies LoRA to every supported
-   module; an adapter for q_proj+v_proj leaves k, o, gate, up, down at zero).
+   `vllm.lora.ops.torch_ops` (`bgmv_shrink`, `sgmv_expand`, ...) become ours
+   (`lora_ops.py`): same math, tokens grouped by adapter, -1 tokens untouched.
+   They serve the LoRA logits, embedding and any call hook 2 passes on.
+2. `PunicaWrapperCPU.add_lora_linear`, what every LoRA linear layer calls,
+   becomes `packed_lora.lora_linear`: one `BatchPlan` per batch (reset in
+   `update_metadata`) and each layer's adapters packed for two GEMMs.
+   `add_lora_logits` returns at once while no adapter has LM-head weights.
 3. `LoRAModelManager.activate_adapter`, the one place slot weights are written,
-   bumps a counter that invalidates the cached zero flags.
+   clears the packed weights.
+4. `CpuPlatform.check_and_update_config`: vLLM turns torch.compile off on CPU
+   whenever LoRA is enabled, because its CPU LoRA path branches in Python on
+   per-step metadata that a graph traced once would freeze. Ours does not:
+   compiled code calls `torch.ops.t2l_vllm.lora_linear`, a custom op the
+   compiler cannot see into, which reads the step's plan when it runs. So
+   the LoRA engine stays compiled like the same engine without LoRA. (Left
+   eager, it would also run vLLM's slow native rotary embedding and norms:
+   vLLM picks its custom-op default for the compiled mode before switching
+   compilation off.)
 
 Runs from our `vllm.general_plugins` entry, i.e. in every vLLM process (the
 worker is the one that matters). Only for the vLLM versions whose op signatures
@@ -24,13 +33,18 @@ from __future__ import annotations
 import functools
 import logging
 
-from . import envs, lora_ops
+import torch
+
+from . import envs, lora_ops, packed_lora
 
 logger = logging.getLogger("vllm.t2l_vllm")
 
 SUPPORTED_VLLM = ("0.32.",)
 _BGMV = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice")
 _SGMV = ("sgmv_shrink", "sgmv_expand", "sgmv_expand_slice")
+
+# One per process: vLLM runs one model (one punica wrapper) per worker process.
+_packed = packed_lora.PackedCache()
 
 
 def _vllm_version() -> str:
@@ -54,101 +68,138 @@ def _guarded(name: str, ours, original):
     return op
 
 
-# Bumped whenever vLLM writes adapter weights into a slot (inference tensors
-# have no version counter to tell us).
-_weights_generation = 0
-_live_cache: dict[int, tuple[int, list[bool]]] = {}
+# The wrapper whose metadata the current step was planned with (one per worker process).
+_active_wrapper = None
 
 
-def _live(weights):
-    """slot -> whether this layer's stacked weights are non-zero for it (cached per generation)."""
-    key = id(weights)
-    hit = _live_cache.get(key)
-    if hit is None or hit[0] != _weights_generation:
-        flags = (lora_ops.slot_weights(weights).flatten(1) != 0).any(1).tolist()
-        hit = _live_cache[key] = (_weights_generation, flags)
-    flags = hit[1]
-    return lambda slot: flags[slot]
+def _lora_linear(wrapper, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices) -> None:
+    """The packed path of one LoRA linear layer; vLLM's own when the shapes are not the usual ones."""
+    layer = _packed.layer(lora_a_stacked, lora_b_stacked, output_slices, y.dtype)
+    if layer is None:  # no adapter has weights here (e.g. o_proj for q/v adapters): nothing to add
+        return
+    if wrapper._t2l_plan is None:
+        wrapper._t2l_plan = packed_lora.BatchPlan.from_indices(wrapper.token_lora_indices)
+    plan = wrapper._t2l_plan
+    x2 = x.view(-1, x.shape[-1])
+    y2 = y.view(-1, y.shape[-1])
+    if plan.indices.shape[0] != x2.shape[0] or y2.shape[0] != x2.shape[0]:
+        return wrapper._t2l_original_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices)
+    packed_lora.apply_layer(x2, y2, layer, plan, scale, _packed)
+
+
+def _lora_linear_op(
+    y: torch.Tensor,
+    x: torch.Tensor,
+    lora_a_stacked: list[torch.Tensor],
+    lora_b_stacked: list[torch.Tensor],
+    output_slices: list[int],
+    scale: float,
+) -> None:
+    """`torch.ops.t2l_vllm.lora_linear`: what a compiled model calls; opaque to the compiler.
+
+    The batch plan is Python state that changes every step, so the compiled
+    graph must not bake it in: it is read here, at run time.
+    """
+    if _active_wrapper is not None:  # None: no step has been planned, so no adapter is active
+        _lora_linear(_active_wrapper, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices)
+
+
+def _lora_linear_fake(y, x, lora_a_stacked, lora_b_stacked, output_slices, scale) -> None:
+    return None
+
+
+_op_library = None
+
+
+def _register_op() -> None:
+    global _op_library
+    if _op_library is not None:
+        return
+    from torch.library import Library
+    from vllm.utils.torch_utils import direct_register_custom_op
+
+    _op_library = Library("t2l_vllm", "FRAGMENT")  # the op lives as long as this object
+    direct_register_custom_op(
+        "lora_linear", _lora_linear_op, mutates_args=["y"], fake_impl=_lora_linear_fake, target_lib=_op_library
+    )
 
 
 def _patch_wrapper(wrapper_cls) -> None:
-    """Hook 2: batch-level grouping and zero-slot skipping in the per-layer methods."""
-    original = {
-        name: getattr(wrapper_cls, name)
-        for name in (
-            "update_metadata", "_shrink_prefill", "_shrink_decode", "_expand_slice_prefill", "_expand_slice_decode",
-        )
-    }
-
-    def update_metadata(self, *args, **kwargs):
-        original["update_metadata"](self, *args, **kwargs)
-        self._t2l_groups = None
-
-    def groups(self, rows: int):
-        indices = self.token_lora_indices
-        if indices.shape[0] != rows:
-            return None
-        if getattr(self, "_t2l_groups", None) is None:
-            self._t2l_groups = lora_ops.TokenGroups.from_indices(indices)
-        return self._t2l_groups
-
-    def make_shrink(fallback):
-        def shrink(self, y, x, w_t_all, scale):
-            g = groups(self, x.shape[0])
-            if g is None or y.shape[0] != x.shape[0]:
-                return fallback(self, y, x, w_t_all, scale)
-            rank = lora_ops.slot_weights(w_t_all).shape[1]
-            lora_ops.grouped_lora(x, w_t_all, y[:, :rank], g, add=False, scaling=scale, live=_live(w_t_all))
-
-        return shrink
-
-    def make_expand_slice(fallback):
-        def expand_slice(self, y, x, w_t_all, y_offset, y_slice_size, add_inputs):
-            g = groups(self, x.shape[0])
-            if g is None or y.shape[0] != x.shape[0]:
-                return fallback(self, y, x, w_t_all, y_offset, y_slice_size, add_inputs)
-            target = y[:, y_offset : y_offset + y_slice_size]
-            lora_ops.grouped_lora(x, w_t_all, target, g, add=add_inputs, live=_live(w_t_all))
-
-        return expand_slice
-
+    """Hook 2: one plan per batch, packed two-GEMM LoRA per linear layer."""
+    original_update = wrapper_cls.update_metadata
     original_linear = wrapper_cls.add_lora_linear
+    original_logits = wrapper_cls.add_lora_logits
 
+    @functools.wraps(original_update)
+    def update_metadata(self, *args, **kwargs):
+        global _active_wrapper
+        original_update(self, *args, **kwargs)
+        self._t2l_plan = None
+        _active_wrapper = self
+
+    @functools.wraps(original_linear)
     def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, *, buffer=None, **kwargs):
-        x2 = x.view(-1, x.shape[-1])
-        y2 = y.view(-1, y.shape[-1])
-        g = groups(self, x2.shape[0])
-        if g is None or buffer is not None or y2.shape[0] != x2.shape[0]:
+        if buffer is not None:
             return original_linear(
                 self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, buffer=buffer, **kwargs
             )
-        lora_ops.lora_linear(x2, y2, lora_a_stacked, lora_b_stacked, output_slices, scale, g, live=_live)
+        if torch.compiler.is_compiling():
+            torch.ops.t2l_vllm.lora_linear(y, x, list(lora_a_stacked), list(lora_b_stacked), list(output_slices), scale)
+        else:
+            _lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices)
 
+    @functools.wraps(original_logits)
+    def add_lora_logits(self, y, x, lora_a_stacked, lora_b_stacked, scale, **kwargs):
+        # vLLM wraps the LM head for LoRA whatever the adapters target; with no
+        # adapter weights there (ours never have any) the update is exactly zero.
+        if not _packed.nonzero(lora_b_stacked):
+            return None
+        return original_logits(self, y, x, lora_a_stacked, lora_b_stacked, scale, **kwargs)
+
+    wrapper_cls._t2l_plan = None
+    wrapper_cls._t2l_original_linear = original_linear  # for `_lora_linear`'s fallback
     wrapper_cls.add_lora_linear = add_lora_linear
+    wrapper_cls.add_lora_logits = add_lora_logits
     wrapper_cls.update_metadata = update_metadata
-    for name in ("_shrink_prefill", "_shrink_decode"):
-        setattr(wrapper_cls, name, make_shrink(original[name]))
-    for name in ("_expand_slice_prefill", "_expand_slice_decode"):
-        setattr(wrapper_cls, name, make_expand_slice(original[name]))
 
 
 def _patch_manager(manager_cls) -> None:
-    """Hook 3: every slot write invalidates the zero flags."""
+    """Hook 3: every slot write drops the packed weights."""
     original = manager_cls.activate_adapter
 
     @functools.wraps(original)
     def activate_adapter(self, *args, **kwargs):
-        global _weights_generation
         try:
             written = original(self, *args, **kwargs)
         except BaseException:
-            _weights_generation += 1  # a slot may be half written
+            _packed.clear()  # a slot may be half written
             raise
         if written:  # False: the adapter was active already, nothing written
-            _weights_generation += 1
+            _packed.clear()
         return written
 
     manager_cls.activate_adapter = activate_adapter
+
+
+def _patch_platform(platform_cls) -> None:
+    """Hook 4: a LoRA engine on CPU stays compiled, as the same engine without LoRA is."""
+    original = platform_cls.check_and_update_config.__func__
+
+    @functools.wraps(original)
+    def check_and_update_config(cls, vllm_config):
+        from vllm.config import CompilationMode
+
+        compilation = vllm_config.compilation_config
+        requested = compilation.mode
+        original(cls, vllm_config)
+        forced_eager = requested == CompilationMode.VLLM_COMPILE and compilation.mode == CompilationMode.NONE
+        if vllm_config.lora_config is not None and forced_eager:
+            # What vLLM's CPU platform sets for a compiled model (its backend and
+            # inductor options are already in place), before its LoRA override.
+            compilation.mode = CompilationMode.DYNAMO_TRACE_ONCE
+            logger.debug("t2l-vllm: keeping torch.compile on for the CPU LoRA engine")
+
+    platform_cls.check_and_update_config = classmethod(check_and_update_config)
 
 
 def install() -> bool:
@@ -162,6 +213,7 @@ def install() -> bool:
     try:
         from vllm.lora.model_manager import LoRAModelManager
         from vllm.lora.punica_wrapper import punica_cpu
+        from vllm.platforms.cpu import CpuPlatform
     except ImportError as e:  # a build without the CPU wrapper
         logger.info("t2l-vllm: no CPU punica wrapper (%s); keeping vLLM's LoRA ops", e)
         return False
@@ -172,6 +224,8 @@ def install() -> bool:
         setattr(punica_cpu, name, _guarded(name, lora_ops.OPS[name], original))
     _patch_wrapper(punica_cpu.PunicaWrapperCPU)
     _patch_manager(LoRAModelManager)
+    _patch_platform(CpuPlatform)
+    _register_op()
     punica_cpu._t2l_installed = True
     logger.debug("t2l-vllm: grouped CPU LoRA ops installed")
     return True

@@ -191,3 +191,21 @@ def test_register_stage_really_validates(tiny_generator, tiny_base_dir, tmp_path
 def test_help(script):
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "usage:" in r.stdout
+
+
+def test_lora_ops_bench_report_ratios():
+    """benchmarks/lora_ops_bench.py's table: every ratio against the same run's base engine."""
+    from benchmarks import lora_ops_bench
+
+    rates = {"base": 1000.0, "base-eager": 900.0, "vllm-ops": 300.0, "t2l-ops": 850.0, "t2l-ops-qv": 950.0}
+    rows = {
+        eng: [{"workload": wl, "adapters": 0 if eng.startswith("base") else k, "tokens_per_s": rate * (2 if wl == "prefill-heavy" else 1)}
+              for wl in lora_ops_bench.WORKLOADS for k in ([0] if eng.startswith("base") else [1, 8])]
+        for eng, rate in rates.items()
+    }
+    table, md = lora_ops_bench.report(rows, [1, 8])
+    assert len(table) == 2 * len(lora_ops_bench.WORKLOADS)
+    for r in table:
+        assert r["t2l_ops_over_base"] == pytest.approx(0.85) and r["t2l_ops_qv_over_base"] == pytest.approx(0.95)
+        assert r["t2l_ops_over_base_eager"] == pytest.approx(850 / 900) and r["t2l_over_vllm"] == pytest.approx(850 / 300)
+    assert md.count("\n") == len(table) + 1 and "**0.95x**" in md

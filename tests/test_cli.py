@@ -39,3 +39,26 @@ def test_bad_input_is_a_clear_error(tmp_path, tiny_hypernet_dir, tiny_base_dir):
     proc = run_python(["-m", "t2l_vllm.cli", "generate", "ok", *common[:2], "--hypernet", str(tmp_path)])
     assert proc.returncode == 2 and "not a hypernetwork checkpoint" in proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_serve_command_lora_flags(tiny_hypernet_dir, tiny_base_dir, tiny_hypernet_config):
+    """`serve` LoRA-wraps only the hypernetwork's modules, sized from its rank; the user's flags win."""
+    import argparse
+
+    from t2l_vllm.cli import serve_command
+    from t2l_vllm.config import VLLM_RANKS
+
+    args = argparse.Namespace(
+        model=str(tiny_base_dir), hypernet=str(tiny_hypernet_dir), adapter_dir=None,
+        max_engine_adapters=None, max_disk_adapters=None, max_description_chars=None,
+    )
+    cmd, env = serve_command(args, [])
+    modules = [m.name for m in tiny_hypernet_config.target.modules]
+    at = cmd.index("--lora-target-modules")
+    assert cmd[at + 1 : at + 1 + len(modules)] == modules
+    rank = next(r for r in VLLM_RANKS if r >= tiny_hypernet_config.rank)
+    assert cmd[cmd.index("--max-lora-rank") + 1] == str(rank) and "--enable-lora" in cmd
+    assert "t2l_vllm" in env["VLLM_PLUGINS"].split(",")
+    cmd, _ = serve_command(args, ["--lora-target-modules", "o_proj", "--max-loras=4"])
+    assert cmd.count("--lora-target-modules") == 1 and cmd[-3:] == ["--lora-target-modules", "o_proj", "--max-loras=4"]
+    assert "--max-loras" not in cmd

@@ -5,11 +5,13 @@ order differs: one GEMM per adapter vs a per-token einsum). Tokens with index
 -1 must be left exactly as they were (vLLM's ops run them through the last slot).
 """
 
+import dataclasses
+
 import pytest
 import torch
 from vllm.lora.ops import torch_ops as vllm_ops
 
-from t2l_vllm import lora_ops
+from t2l_vllm import lora_ops, packed_lora
 
 TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 2e-2}
 
@@ -130,14 +132,16 @@ def test_installer_patches_and_respects_switch(monkeypatch):
     from t2l_vllm import vllm_cpu_lora
 
     from vllm.lora.model_manager import LoRAModelManager
+    from vllm.platforms.cpu import CpuPlatform
 
     if getattr(punica_cpu, "_t2l_installed", False):
         pytest.skip("already installed in this process by the general plugin")
     saved = {n: getattr(punica_cpu, n) for n in lora_ops.OPS}
     wrapper = punica_cpu.PunicaWrapperCPU
-    methods = ("update_metadata", "_shrink_prefill", "_shrink_decode", "_expand_slice_prefill", "_expand_slice_decode")
+    methods = ("update_metadata", "add_lora_linear", "add_lora_logits", "_t2l_plan", "_t2l_original_linear")
     saved_methods = {n: wrapper.__dict__.get(n) for n in methods}
     saved_activate = LoRAModelManager.__dict__["activate_adapter"]
+    saved_platform = CpuPlatform.__dict__["check_and_update_config"]
 
     def restore_methods():
         for n, f in saved_methods.items():
@@ -153,7 +157,9 @@ def test_installer_patches_and_respects_switch(monkeypatch):
         monkeypatch.setenv("T2L_VLLM_LORA_OPS", "t2l")
         assert vllm_cpu_lora.install() is True
         assert punica_cpu.bgmv_shrink is not saved["bgmv_shrink"]
-        assert wrapper.__dict__.get("_shrink_decode") is not saved_methods["_shrink_decode"]
+        assert wrapper.__dict__.get("add_lora_linear") is not saved_methods["add_lora_linear"]
+        assert CpuPlatform.__dict__["check_and_update_config"] is not saved_platform
+        CpuPlatform.check_and_update_config = saved_platform
         monkeypatch.setattr("t2l_vllm.vllm_cpu_lora._vllm_version", lambda: "0.99.0")
         punica_cpu._t2l_installed = False
         for n, f in saved.items():
@@ -161,54 +167,102 @@ def test_installer_patches_and_respects_switch(monkeypatch):
         restore_methods()
         assert vllm_cpu_lora.install() is False
         assert punica_cpu.bgmv_shrink is saved["bgmv_shrink"]
-        assert wrapper.__dict__.get("_shrink_decode") is saved_methods["_shrink_decode"]
+        assert wrapper.__dict__.get("add_lora_linear") is saved_methods["add_lora_linear"]
+        assert CpuPlatform.__dict__["check_and_update_config"] is saved_platform
     finally:
         for n, f in saved.items():
             setattr(punica_cpu, n, f)
         restore_methods()
         LoRAModelManager.activate_adapter = saved_activate
+        CpuPlatform.check_and_update_config = saved_platform
         punica_cpu._t2l_installed = False
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("kind", ["one", "balanced", "mixed", "segments", "skewed"])
-@pytest.mark.parametrize("use_live", [False, True])
-def test_lora_linear_matches_vllm_shrink_then_expand(dtype, kind, use_live):
-    """The fused per-layer path == vLLM's add_lora_linear (fp32 shrink buffer, then expand per slice)."""
-    gen = torch.Generator().manual_seed(7)
+def packed_case(dtype, kind, seed=7):
+    """A packed qkv layer (6 slots, rank 8) and per-token indices of the given layout."""
+    gen = torch.Generator().manual_seed(seed)
     n_tok, slots, rank, d_in = 40, 6, 8, 32
-    output_slices = (24, 8, 8)  # a packed qkv projection
-    if kind == "skewed":  # one big group and a few tiny ones: the per-group loop path
+    output_slices = (24, 8, 8)
+    if kind == "skewed":  # one long run and a few one-token runs
         idx = torch.cat([torch.full((34,), 2), torch.tensor([0, 1, -1, 3, 4, 5])])
-    elif kind == "balanced":  # round-robin over slots, some tokens without adapter: the batched-GEMM path
+    elif kind == "round-robin":  # decode-like: every token its own run, some without adapter
         idx = torch.tensor([(i % (slots + 1)) - 1 for i in range(n_tok)])
     else:
         idx = layout(gen, n_tok, slots, True, kind)
     x = torch.randn(n_tok, d_in, generator=gen).to(dtype)
     a_stacks = tuple(torch.randn(slots, 1, rank, d_in, generator=gen).to(dtype) for _ in output_slices)
     b_stacks = tuple(torch.randn(slots, 1, size, rank, generator=gen).to(dtype) for size in output_slices)
-    # slot 1 carries no weights for the middle slice (an untargeted module)
-    a_stacks[1][1].zero_()
+    a_stacks[1][1].zero_()  # slot 1 has no weights for the middle slice (an untargeted module)
     b_stacks[1][1].zero_()
+    a_stacks[0][4].zero_()  # slot 4 has no weights for the first slice
+    b_stacks[2][5].zero_()  # slot 5: A but no B for the last slice
     y0 = torch.randn(n_tok, sum(output_slices), generator=gen).to(dtype)
+    return idx, x, a_stacks, b_stacks, output_slices, y0
 
-    ref = y0.clone()
-    offset = 0
+
+def vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, scale):
+    """vLLM's CPU add_lora_linear: float32 shrink buffer per slice, then expand-slice."""
+    ref, offset = y0.clone(), 0
     for a, b, size in zip(a_stacks, b_stacks, output_slices):
-        buf = torch.zeros(n_tok, rank)
-        vllm_ops.bgmv_shrink(x, a, buf, idx, 0.25)
+        buf = torch.zeros(len(idx), a.shape[-2])
+        vllm_ops.bgmv_shrink(x, a, buf, idx, scale)
         vllm_ops.bgmv_expand_slice(buf, b, ref, idx, offset, size, add_inputs=True)
         offset += size
+    return ref
 
-    def live(stack):
-        flags = (lora_ops.slot_weights(stack).flatten(1) != 0).any(1).tolist()
-        return lambda slot: flags[slot]
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["one", "round-robin", "mixed", "segments", "skewed"])
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+def test_packed_lora_linear_matches_vllm_shrink_then_expand(dtype, kind, dense, scale):
+    """Both per-layer paths (masked dense GEMM, GEMM pair per run) == vLLM's add_lora_linear."""
+    idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(dtype, kind)
+    ref = vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, scale)
+    plan = dataclasses.replace(packed_lora.BatchPlan.from_indices(idx), dense=dense)
     ours = y0.clone()
-    groups = lora_ops.TokenGroups.from_indices(idx)
-    if kind == "skewed":
-        assert groups.padded is None
-    elif kind == "balanced":
-        assert groups.padded is not None
-    lora_ops.lora_linear(x, ours, a_stacks, b_stacks, output_slices, 0.25, groups, live=live if use_live else None)
+    packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, scale, plan, packed_lora.PackedCache())
     check(ours, ref, y0, idx, dtype)
+
+
+def test_batch_plan_picks_dense_for_short_runs_and_runs_for_long_ones():
+    decode = packed_lora.BatchPlan.from_indices(torch.tensor([0, 1, 2, 3, -1, 0, 1, 2]))
+    assert decode.dense and decode.slots == (0, 1, 2, 3)
+    assert decode.runs[:2] == ((0, 0, 1), (1, 1, 2)) and all(slot >= 0 for slot, _, _ in decode.runs)
+    run = packed_lora.RUN_COST  # two adapters, each one run this long: the GEMM pairs win
+    prefill = packed_lora.BatchPlan.from_indices(torch.tensor([3] * run + [-1] * 5 + [1] * run))
+    assert not prefill.dense
+    assert prefill.runs == ((3, 0, run), (1, run + 5, 2 * run + 5)) and prefill.slots == (1, 3)
+    assert packed_lora.BatchPlan.from_indices(torch.full((4,), -1)).slots == ()
+    mask = decode.mask((1, 2), 3, 0.5, torch.float32)
+    assert mask.shape == (8, 6)
+    assert torch.equal(mask[1], torch.tensor([0.5] * 3 + [0.0] * 3)) and torch.equal(mask[4], torch.zeros(6))
+
+
+def test_packed_layer_drops_dead_slices_and_slots():
+    idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(torch.float32, "mixed")
+    for stack in (a_stacks[0], b_stacks[0], a_stacks[2], b_stacks[2]):
+        stack.zero_()  # only the middle slice (columns 24..32) is targeted
+    for stack in (a_stacks[1], b_stacks[1]):
+        stack[3].zero_()  # slot 3 has no weights at all
+    layer = packed_lora.PackedLayer.build(a_stacks, b_stacks, output_slices, torch.float32)
+    assert layer.cols == (24, 32) and layer.a.shape == (6, 8, 32) and layer.b.shape == (6, 8, 8)
+    assert layer.live == (True, False, True, False, True, True)  # slot 1's middle slice was zeroed in packed_case
+    for stack in a_stacks[1:2]:
+        stack.zero_()
+    assert packed_lora.PackedLayer.build(a_stacks, b_stacks, output_slices, torch.float32) is None
+
+
+def test_packed_cache_serves_stale_weights_until_cleared():
+    """The installer clears the cache on every slot write; this pins why it must."""
+    idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(torch.float32, "round-robin")
+    plan, cache = packed_lora.BatchPlan.from_indices(idx), packed_lora.PackedCache()
+    first = y0.clone()
+    packed_lora.lora_linear(x, first, a_stacks, b_stacks, output_slices, 1.0, plan, cache)
+    b_stacks[0].mul_(2)
+    again = y0.clone()
+    packed_lora.lora_linear(x, again, a_stacks, b_stacks, output_slices, 1.0, plan, cache)
+    assert torch.equal(again, first)
+    cache.clear()
+    packed_lora.lora_linear(x, again := y0.clone(), a_stacks, b_stacks, output_slices, 1.0, plan, cache)
+    check(again, vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, 1.0), y0, idx, torch.float32)

@@ -3,10 +3,11 @@
 Run in its own interpreter (vLLM spawns workers that re-import __main__):
     python tests/vllm_greedy.py SPEC.json OUT.json
 SPEC: {"model": dir, "dtype": "float32", "max_tokens": 16, "prompts": [...],
-       "adapters": {"name": path, ...}, "max_lora_rank": 8, "chat": false, "ignore_eos": true}
+       "adapters": {"name": path, ...}, "max_lora_rank": 8, "chat": false, "ignore_eos": true,
+       "compiled": false (true: let vLLM torch.compile the model)}
 OUT:  {"separate": {"base": [[token ids], ...], "<name>": [...]}, "mixed": {...}}
       "separate" decodes each adapter's prompts (and the base's) as its own batch,
-      "mixed" decodes all of them in one batch.
+      "mixed" decodes all of them in one batch; "compilation_mode": the engine's.
 """
 
 import json
@@ -29,7 +30,7 @@ def main(spec_path: str, out_path: str) -> None:
         max_loras=max(1, len(adapters)),
         max_model_len=512,
         seed=0,
-        enforce_eager=True,
+        enforce_eager=not spec.get("compiled", False),
     )
     params = SamplingParams(
         temperature=0.0, max_tokens=spec.get("max_tokens", 16), ignore_eos=spec.get("ignore_eos", True)
@@ -45,6 +46,7 @@ def main(spec_path: str, out_path: str) -> None:
         (name, LoRARequest(name, i + 1, os.path.abspath(path))) for i, (name, path) in enumerate(adapters.items())
     ]
     result = {"separate": {}, "mixed": {}, "texts": {}}
+    result["compilation_mode"] = llm.llm_engine.vllm_config.compilation_config.mode.name
     # One batch per adapter (and one for the base model) ...
     for name, lora in runs:
         outputs = llm.generate(prompts, params, lora_request=lora)

@@ -1,0 +1,225 @@
+"""The whole multi-LoRA update of one linear layer in two GEMMs, for CPU.
+
+vLLM's CPU punica wrapper computes a LoRA layer as shrink then expand, per
+output slice (q, k, v of a packed qkv projection), each through a per-token
+op. On a decode step that is dozens of tiny ops per layer, and on CPU the op
+count, not the arithmetic, is the cost. Here a layer's adapters are
+re-laid out once, after their weights change (`PackedLayer`), and each batch
+is planned once (`BatchPlan`), so that a layer costs:
+
+    dense   (many short runs of tokens, e.g. decode, one token per sequence):
+        h = x @ A_sel.T          [T, U*k]   every used adapter's A, all live slices
+        h *= mask                [T, U*k]   keeps each token's own adapter block
+        y[:, c0:c1] += h @ B_sel [T, c1-c0] (one addmm)
+    runs    (few long runs, e.g. prefill of whole prompts):
+        y[s:e, c0:c1] += (x[s:e] @ A[slot].T) @ B[slot]   per run of one adapter
+
+U: adapters used in the batch and live in this layer; k = live slices x rank.
+The dense path spends U times the arithmetic of an exact grouping, which is
+nothing next to the base GEMM while the batch is small, and saves every gather
+and scatter. Tokens with adapter index -1 have an all-zero mask row (dense) or
+belong to no run: they are untouched.
+
+Numerics follow vLLM's shrink-then-expand: the shrink result is rounded to the
+layer's dtype before the expand (vLLM: float32 buffer, then cast), and slices
+or slots whose weights are all zero contribute exact zeros, so they are left
+out. Costs memory: one re-laid-out copy of the layer's adapter weights.
+
+Pure torch, no vLLM import: `vllm_cpu_lora.py` wires it into vLLM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .lora_ops import slot_weights
+
+# Cost of one run's GEMM pair, in units of the dense path's cost per token and
+# used adapter: the dense path wins while runs x RUN_COST > tokens x adapters.
+# Measured by benchmarks/packed_lora_paths.py (SmolLM2-135M qkv shapes, rank 8,
+# 2 cores): a GEMM pair ~40 us per run, dense ~0.06 us per token per adapter.
+RUN_COST = 600
+
+
+@dataclass(frozen=True)
+class PackedLayer:
+    """One LoRA layer's stacked adapter weights laid out for one GEMM per factor.
+
+    a: [slots, k, d_in], the A rows of every live slice, slice after slice
+        (k = live slices x rank);
+    b: [slots, k, c1 - c0], the matching B^T rows, each at its slice's output
+        columns, zeros elsewhere (e.g. under k_proj for a q/v adapter);
+    cols: (c0, c1), the output columns of the first to the last live slice;
+    live: per slot, whether it has non-zero weights in any slice.
+    """
+
+    a: torch.Tensor
+    b: torch.Tensor
+    cols: tuple[int, int]
+    live: tuple[bool, ...]
+
+    @classmethod
+    def build(
+        cls,
+        a_stacks: tuple[torch.Tensor, ...],
+        b_stacks: tuple[torch.Tensor, ...],
+        output_slices: tuple[int, ...],
+        dtype: torch.dtype,
+    ) -> "PackedLayer | None":
+        """None when no slot has weights for this layer (nothing to add).
+
+        a_stacks[i]: [slots, (1,) r, d_in]; b_stacks[i]: [slots, (1,) size_w, r] with
+        size_w >= output_slices[i] (only the first output_slices[i] rows are used).
+        """
+        offsets = [sum(output_slices[:i]) for i in range(len(output_slices))]
+        pieces = []  # (offset, size, a [slots, r, d_in], b [slots, size, r], slot flags [slots])
+        for a_stack, b_stack, size, offset in zip(a_stacks, b_stacks, output_slices, offsets):
+            a, b = slot_weights(a_stack), slot_weights(b_stack)[:, :size]
+            flags = (a.flatten(1) != 0).any(1) & (b.flatten(1) != 0).any(1)
+            if bool(flags.any()):
+                pieces.append((offset, size, a, b, flags))
+        if not pieces:
+            return None
+        c0, c1 = pieces[0][0], pieces[-1][0] + pieces[-1][1]
+        num_slots, rank = pieces[0][2].shape[:2]
+        packed_a = torch.cat([a for _, _, a, _, _ in pieces], dim=1).to(dtype).contiguous()
+        packed_b = torch.zeros(num_slots, rank * len(pieces), c1 - c0, dtype=dtype)
+        for i, (offset, size, _, b, _) in enumerate(pieces):
+            packed_b[:, i * rank : (i + 1) * rank, offset - c0 : offset - c0 + size] = b.transpose(1, 2)
+        live = torch.stack([flags for *_, flags in pieces]).any(0)
+        return cls(packed_a, packed_b, (c0, c1), tuple(live.tolist()))
+
+    def select(self, slots: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The given slots' blocks: A_sel [U*k, d_in], B_sel [U*k, c1 - c0]."""
+        index = torch.tensor(slots)
+        k = self.a.shape[1]
+        return (
+            self.a.index_select(0, index).reshape(len(slots) * k, -1),
+            self.b.index_select(0, index).reshape(len(slots) * k, -1),
+        )
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How one batch's tokens map to adapters; built once per step, used by every layer.
+
+    indices: [T] adapter slot per token, -1 for none.
+    runs: (slot, start, end) maximal runs of one adapter in token order, -1 runs left out.
+    slots: the distinct slots in use, ascending.
+    dense: whether layers use the masked one-GEMM path rather than one GEMM pair per run.
+    """
+
+    indices: torch.Tensor
+    runs: tuple[tuple[int, int, int], ...]
+    slots: tuple[int, ...]
+    dense: bool
+    _masks: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_indices(cls, indices: torch.Tensor) -> "BatchPlan":
+        n = indices.shape[0]
+        if n == 0:
+            return cls(indices, (), (), False)
+        starts = torch.ones(n, dtype=torch.bool)
+        starts[1:] = indices[1:] != indices[:-1]
+        bounds = starts.nonzero().squeeze(1).tolist() + [n]
+        values = indices[bounds[:-1]].tolist()
+        runs = tuple((slot, s, e) for slot, s, e in zip(values, bounds[:-1], bounds[1:]) if slot >= 0)
+        slots = tuple(sorted({slot for slot, _, _ in runs}))
+        dense = len(runs) > 1 and len(runs) * RUN_COST > n * len(slots)
+        return cls(indices, runs, slots, dense)
+
+    def mask(self, slots: tuple[int, ...], block: int, scale: float, dtype: torch.dtype) -> torch.Tensor:
+        """[T, len(slots) * block]: `scale` where the token's adapter is the block's slot, else 0."""
+        key = (slots, block, scale, dtype)
+        cached = self._masks.get(key)
+        if cached is None:
+            hit = self.indices.unsqueeze(1) == torch.tensor(slots).unsqueeze(0)  # [T, U]
+            cached = self._masks[key] = (hit.to(dtype) * scale).repeat_interleave(block, dim=1)
+        return cached
+
+
+class PackedCache:
+    """Every layer's `PackedLayer` and its last slot selection, until the weights change.
+
+    Keyed by where the layer's stacked weights live (vLLM allocates them once
+    per layer; the entry keeps them alive, so the address cannot be reused).
+    `clear()` must follow any write to slot weights.
+    """
+
+    def __init__(self) -> None:
+        self._layers: dict[tuple[int, int, int], tuple[tuple, PackedLayer | None]] = {}
+        self._selected: dict[int, tuple[tuple[int, ...], torch.Tensor, torch.Tensor]] = {}
+        self._nonzero: dict[int, tuple[torch.Tensor, bool]] = {}
+
+    def clear(self) -> None:
+        self._layers.clear()
+        self._selected.clear()
+        self._nonzero.clear()
+
+    def layer(self, a_stacks, b_stacks, output_slices, dtype) -> PackedLayer | None:
+        key = (a_stacks[0].data_ptr(), b_stacks[0].data_ptr(), len(a_stacks))
+        hit = self._layers.get(key)
+        if hit is None:
+            layer = PackedLayer.build(a_stacks, b_stacks, output_slices, dtype)
+            hit = self._layers[key] = ((a_stacks, b_stacks), layer)
+        return hit[1]
+
+    def selected(self, layer: PackedLayer, slots: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        hit = self._selected.get(id(layer))
+        if hit is None or hit[0] != slots:
+            hit = self._selected[id(layer)] = (slots, *layer.select(slots))
+        return hit[1], hit[2]
+
+    def nonzero(self, weights: torch.Tensor) -> bool:
+        """Whether any slot has a non-zero entry in `weights` (e.g. vLLM's lm_head LoRA stack)."""
+        hit = self._nonzero.get(id(weights))
+        if hit is None:
+            hit = self._nonzero[id(weights)] = (weights, bool(weights.any()))
+        return hit[1]
+
+
+def lora_linear(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    a_stacks: tuple[torch.Tensor, ...],
+    b_stacks: tuple[torch.Tensor, ...],
+    output_slices: tuple[int, ...],
+    scale: float,
+    plan: BatchPlan,
+    cache: PackedCache,
+) -> None:
+    """y[t, slice i] += scale * (x[t] @ A_i[slot(t)].T) @ B_i[slot(t)].T for every token with an adapter.
+
+    x: [T, d_in]; y: [T, sum(output_slices)], updated in place; the stacks as vLLM keeps them.
+    """
+    layer = cache.layer(a_stacks, b_stacks, output_slices, y.dtype)
+    if layer is not None:
+        apply_layer(x, y, layer, plan, scale, cache)
+
+
+def apply_layer(
+    x: torch.Tensor, y: torch.Tensor, layer: PackedLayer, plan: BatchPlan, scale: float, cache: PackedCache
+) -> None:
+    """`lora_linear` with the layer already packed (x: [T, d_in], y: [T, d_out])."""
+    slots = tuple(s for s in plan.slots if layer.live[s])
+    if not slots:
+        return
+    c0, c1 = layer.cols
+    out = y[:, c0:c1]
+    if x.dtype != y.dtype:
+        x = x.to(y.dtype)
+    if plan.dense:
+        a_sel, b_sel = cache.selected(layer, slots)
+        h = x @ a_sel.T  # [T, U*k]
+        h *= plan.mask(slots, layer.a.shape[1], scale, y.dtype)
+        out.addmm_(h, b_sel)
+        return
+    for slot, start, end in plan.runs:
+        if layer.live[slot]:
+            h = x[start:end] @ layer.a[slot].T  # [n, k]
+            if scale != 1.0:
+                h *= scale
+            out[start:end].addmm_(h, layer.b[slot])
