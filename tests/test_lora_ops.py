@@ -248,8 +248,7 @@ def test_packed_layer_drops_dead_slices_and_slots():
     layer = packed_lora.PackedLayer.build(a_stacks, b_stacks, output_slices, torch.float32)
     assert layer.cols == (24, 32) and layer.a.shape == (6, 8, 32) and layer.b.shape == (6, 8, 8)
     assert layer.live == (True, False, True, False, True, True)  # slot 1's middle slice was zeroed in packed_case
-    for stack in a_stacks[1:2]:
-        stack.zero_()
+    a_stacks[1].zero_()  # the middle slice loses its A too: no slot has weights left
     assert packed_lora.PackedLayer.build(a_stacks, b_stacks, output_slices, torch.float32) is None
 
 
@@ -264,5 +263,6 @@ def test_packed_cache_serves_stale_weights_until_cleared():
     packed_lora.lora_linear(x, again, a_stacks, b_stacks, output_slices, 1.0, plan, cache)
     assert torch.equal(again, first)
     cache.clear()
-    packed_lora.lora_linear(x, again := y0.clone(), a_stacks, b_stacks, output_slices, 1.0, plan, cache)
+    again = y0.clone()
+    packed_lora.lora_linear(x, again, a_stacks, b_stacks, output_slices, 1.0, plan, cache)
     check(again, vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, 1.0), y0, idx, torch.float32)
