@@ -1,4 +1,10 @@
+import runpy
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# Plugin entry-point names live in the package (t2l-vllm serve needs them too).
+PLUGINS = runpy.run_path(str(Path(__file__).parent / "t2l_vllm" / "serving" / "plugin_names.py"))["ENTRY_POINTS"]
 
 setup(
     name="t2l-vllm",
@@ -32,7 +38,6 @@ setup(
     entry_points={
         "console_scripts": ["t2l-vllm=t2l_vllm.cli:main"],
         # Loaded by vLLM when VLLM_PLUGINS names them (t2l-vllm serve does).
-        "vllm.general_plugins": ["t2l_vllm=t2l_vllm.vllm_plugin:register_general_plugin"],
-        "vllm.endpoint_plugins": ["t2l_vllm_endpoints=t2l_vllm.vllm_plugin:T2LEndpointPlugin"],
+        **PLUGINS,
     },
 )

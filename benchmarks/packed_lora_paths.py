@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from t2l_vllm import packed_lora
+from t2l_vllm.cpu_lora import packed as packed_lora
 
 SLICES = (576, 192, 192)
 D_IN = 576

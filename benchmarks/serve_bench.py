@@ -42,7 +42,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from t2l_vllm.server_process import ServerProcess
+from t2l_vllm.serving.process import ServerProcess
 
 MODES = ("base", "static", "t2l-warm", "t2l-cold")
 RATIOS = (("t2l-warm", "static"), ("t2l-cold", "static"), ("static", "base"))

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from t2l_vllm.server_process import ServerProcess
+from t2l_vllm.serving.process import ServerProcess
 
 STARTS = (
     ("eager", {"T2L_VLLM_LORA_OPS": "vllm"}),

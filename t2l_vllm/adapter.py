@@ -21,15 +21,15 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from . import peft_format
 from .config import HypernetConfig
 from .hypernet import LoraFactors
+from .peft_format import CONFIG_FILE, WEIGHTS_FILE
 
 ADAPTER_PREFIX = "t2l-"
 ID_HEX_CHARS = 32
 ADAPTER_ID_RE = re.compile(rf"^{ADAPTER_PREFIX}[0-9a-f]{{{ID_HEX_CHARS}}}$")
 DEFAULT_MAX_DESCRIPTION_CHARS = 4000
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 def normalize_description(text: object, max_chars: int = DEFAULT_MAX_DESCRIPTION_CHARS) -> str:
@@ -67,8 +67,7 @@ def validate_adapter_id(name: str) -> str:
 def adapter_tensors(factors: LoraFactors, config: HypernetConfig, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """PEFT-named tensors of the single adapter in `factors` (batch size 1).
 
-    Keys: base_model.model.model.layers.{l}.{self_attn|mlp}.{module}.lora_{A|B}.weight
-    with A: [r, d_in] and B: [d_out, r].
+    Keys: `peft_format.tensor_key`, with A: [r, d_in] and B: [d_out, r].
     """
     if factors.batch_size != 1:
         raise ValueError(f"adapter_tensors takes one adapter, got a batch of {factors.batch_size}")
@@ -85,22 +84,9 @@ def adapter_tensors(factors: LoraFactors, config: HypernetConfig, dtype: torch.d
 
 def adapter_config(config: HypernetConfig, base_model_name: str) -> dict[str, Any]:
     """The PEFT LoraConfig that says exactly how the tensors were trained to be applied."""
-    return {
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": base_model_name,
-        "r": config.rank,
-        "lora_alpha": config.alpha,
-        "use_rslora": config.use_rslora,
-        "target_modules": list(config.target.module_names),
-        "lora_dropout": 0.0,
-        "bias": "none",
-        "fan_in_fan_out": False,
-        "use_dora": False,
-        "modules_to_save": None,
-        "init_lora_weights": True,
-        "inference_mode": True,
-    }
+    return peft_format.adapter_config(
+        config.rank, config.alpha, config.use_rslora, list(config.target.module_names), base_model_name
+    )
 
 
 def write_adapter(

@@ -100,7 +100,7 @@ def serve_command(args: argparse.Namespace, vllm_args: list[str]) -> tuple[list[
     from . import defaults
     from .checkpoint import check_base_compatible, read_hypernet_config
     from .config import VLLM_RANKS
-    from .serve_config import ServeConfig
+    from .serving.config import ServeConfig
     from .target_spec import read_base_config
 
     base, hypernet = _resolve_models(argparse.Namespace(base_model=args.model, hypernet=args.hypernet))

@@ -27,6 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from t2l_vllm.peft_format import CONFIG_FILE
 from t2l_vllm.tasks.splits import family_seed
 
 MODES = ("base", "base+desc", "t2l", "t2l+desc", "multitask", "oracle", "random-desc", "other-desc")
@@ -121,12 +122,12 @@ def _check_inputs(examples, modes, hypernet_dir, multitask_dir, oracle_dir) -> N
     if any(m in GENERATED_MODES for m in modes) and hypernet_dir is None:
         raise ValueError("modes t2l, t2l+desc, random-desc and other-desc need a hypernetwork (--hypernet)")
     if "multitask" in modes:
-        if multitask_dir is None or not (Path(multitask_dir) / "adapter_config.json").is_file():
+        if multitask_dir is None or not (Path(multitask_dir) / CONFIG_FILE).is_file():
             raise ValueError("mode multitask needs --multitask pointing at a PEFT adapter folder")
     if "oracle" in modes:
         if oracle_dir is None:
             raise ValueError("mode oracle needs --oracles, a folder with one PEFT adapter per task")
-        missing = sorted({ex["task"] for ex in examples if not (Path(oracle_dir) / ex["task"] / "adapter_config.json").is_file()})
+        missing = sorted({ex["task"] for ex in examples if not (Path(oracle_dir) / ex["task"] / CONFIG_FILE).is_file()})
         if missing:
             raise ValueError(f"--oracles {oracle_dir} has no adapter for: {', '.join(missing)}")
 
@@ -179,7 +180,7 @@ def run_eval(
             adapter_paths["oracle:" + ex["task"]] = Path(oracle_dir) / ex["task"]
             request_adapter[("oracle", i)] = "oracle:" + ex["task"]
     for path in adapter_paths.values():
-        cfg = json.loads((path / "adapter_config.json").read_text())
+        cfg = json.loads((path / CONFIG_FILE).read_text())
         rank = max(rank, int(cfg.get("r", 8)))
 
     # 2. Requests, sorted by adapter so consecutive scheduling reuses loaded slots.

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from . import peft_format
+
 # Decoder families whose layer layout is `model.layers.{i}.self_attn.{q,k,v,o}_proj`
 # and `model.layers.{i}.mlp.{gate,up,down}_proj`.
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2")
@@ -73,8 +75,7 @@ class TargetSpec:
 
     def peft_key(self, layer: int, module: str, ab: str) -> str:
         """PEFT's tensor name for one LoRA factor, `ab` being "A" or "B"."""
-        parent = self.module(module).parent
-        return f"base_model.model.model.layers.{layer}.{parent}.{module}.lora_{ab}.weight"
+        return peft_format.tensor_key(layer, self.module(module).parent, module, ab)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from t2l_vllm.server_process import ServerProcess as _ServerProcess
+from t2l_vllm.serving.process import ServerProcess as _ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from vllm.lora.ops import torch_ops as vllm_ops
 
-from t2l_vllm import lora_ops, packed_lora
+from t2l_vllm.cpu_lora import grouped_ops as lora_ops
+from t2l_vllm.cpu_lora import packed as packed_lora
 
 TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 2e-2}
 
@@ -129,7 +130,7 @@ def test_vllm_ops_send_base_tokens_through_the_last_slot():
 def test_installer_patches_and_respects_switch(monkeypatch):
     from vllm.lora.punica_wrapper import punica_cpu
 
-    from t2l_vllm import vllm_cpu_lora
+    from t2l_vllm.cpu_lora import vllm_install as vllm_cpu_lora
 
     from vllm.lora.model_manager import LoRAModelManager
     from vllm.platforms.cpu import CpuPlatform
@@ -160,7 +161,7 @@ def test_installer_patches_and_respects_switch(monkeypatch):
         assert wrapper.__dict__.get("add_lora_linear") is not saved_methods["add_lora_linear"]
         assert CpuPlatform.__dict__["check_and_update_config"] is not saved_platform
         CpuPlatform.check_and_update_config = saved_platform
-        monkeypatch.setattr("t2l_vllm.vllm_cpu_lora._vllm_version", lambda: "0.99.0")
+        monkeypatch.setattr("t2l_vllm.cpu_lora.vllm_install._vllm_version", lambda: "0.99.0")
         punica_cpu._t2l_installed = False
         for n, f in saved.items():
             setattr(punica_cpu, n, f)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from t2l_vllm.metrics import T2LMetrics
-from t2l_vllm.serve_config import ServeConfig
-from t2l_vllm.service import AdapterEngine, AdapterService
-from t2l_vllm.store import AdapterStore
+from t2l_vllm.serving.metrics import T2LMetrics
+from t2l_vllm.serving.config import ServeConfig
+from t2l_vllm.serving.service import AdapterEngine, AdapterService
+from t2l_vllm.serving.store import AdapterStore
 
 
 class GatedEngine(AdapterEngine):

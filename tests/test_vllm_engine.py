@@ -119,7 +119,7 @@ def test_compiled_lora_engine_matches_eager(tiny_vllm_run, tiny_vllm_run_compile
 @pytest.mark.xfail(
     strict=True,
     reason="vLLM 0.32 CPU LoRA ops index the adapter stack with -1 for requests without an adapter, "
-    "i.e. they run through the last slot's adapter (fixed by t2l_vllm/lora_ops.py)",
+    "i.e. they run through the last slot's adapter (fixed by t2l_vllm/cpu_lora/grouped_ops.py)",
 )
 def test_vllm_ops_base_requests_in_a_mixed_batch(tiny_vllm_run_vllm_ops):
     got = tiny_vllm_run_vllm_ops

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from t2l_vllm.hypernet import LoraFactors
+from t2l_vllm.peft_format import module_path
 from t2l_vllm.target_spec import TargetSpec
 
 
@@ -27,7 +28,7 @@ def target_modules(model: nn.Module, spec: TargetSpec) -> dict[tuple[str, int], 
     found = {}
     for m in spec.modules:
         for layer in range(spec.num_layers):
-            path = f"model.layers.{layer}.{m.parent}.{m.name}"
+            path = module_path(layer, m.parent, m.name)
             try:
                 mod = model.get_submodule(path)
             except AttributeError:

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from t2l_vllm.training.data import IGNORE_INDEX, Batch
 
 STATE_NAME = "train_state.pt"
-CONFIG_NAME = "run_config.json"
+RUN_CONFIG_NAME = "run_config.json"
 LOG_NAME = "log.jsonl"
 
 # progress(step, total_steps, record) is called after every step; the CLI draws a bar with it.
@@ -71,7 +71,7 @@ def start_run(out_dir: Path, config: Any) -> dict | None:
     """Create the run folder or check it belongs to `config`; returns the saved state, if any."""
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = asdict(config)
-    cfg_path = out_dir / CONFIG_NAME
+    cfg_path = out_dir / RUN_CONFIG_NAME
     if cfg_path.is_file():
         saved = json.loads(cfg_path.read_text())
         if saved != wanted:

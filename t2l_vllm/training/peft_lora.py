@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from t2l_vllm.config import HypernetConfig
+from t2l_vllm.peft_format import WEIGHTS_FILE, lora_kwargs
 from t2l_vllm.prompts import PROMPT_STYLES
 from t2l_vllm.tasks.families import TaskFamily
 from t2l_vllm.tasks.splits import family_seed, training_families
@@ -39,15 +40,7 @@ def peft_lora_config(hypernet_config: HypernetConfig):
     from peft import LoraConfig
 
     c = hypernet_config
-    return LoraConfig(
-        r=c.rank,
-        lora_alpha=c.alpha,
-        use_rslora=c.use_rslora,
-        target_modules=list(c.target.module_names),
-        lora_dropout=0.0,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    return LoraConfig(**lora_kwargs(c.rank, c.alpha, c.use_rslora, list(c.target.module_names)))
 
 
 @dataclass(frozen=True)
@@ -112,7 +105,7 @@ def train_oracles(
     done = {}
     for i, fam in enumerate(families):
         final = out_dir / fam.name
-        if (final / "adapter_model.safetensors").is_file():
+        if (final / WEIGHTS_FILE).is_file():
             done[fam.name] = final
             continue
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from t2l_vllm.checkpoint import save_hypernet
 from t2l_vllm.config import HypernetConfig
 from t2l_vllm.hypernet import HyperLoRA
+from t2l_vllm.peft_format import WEIGHTS_FILE
 from t2l_vllm.tasks.splits import family_seed, train_descriptions, training_families
 from t2l_vllm.training import loop
 
@@ -53,7 +54,7 @@ def load_library_deltas(library: Path, hypernet_config: HypernetConfig, families
     spec = hypernet_config.target
     deltas = {}
     for fam in families:
-        path = library / fam / "adapter_model.safetensors"
+        path = library / fam / WEIGHTS_FILE
         if not path.is_file():
             raise ValueError(f"the adapter library {library} has no oracle for {fam!r}; run t2l-vllm train-oracles first")
         tensors = load_file(str(path))
@@ -61,12 +62,13 @@ def load_library_deltas(library: Path, hypernet_config: HypernetConfig, families
         for m in spec.modules:
             layers = []
             for layer in range(spec.num_layers):
-                prefix = f"base_model.model.model.layers.{layer}.{m.parent}.{m.name}"
                 try:
-                    a = tensors[f"{prefix}.lora_A.weight"].float()  # [r, d_in]
-                    b = tensors[f"{prefix}.lora_B.weight"].float()  # [d_out, r]
+                    a = tensors[spec.peft_key(layer, m.name, "A")].float()  # [r, d_in]
+                    b = tensors[spec.peft_key(layer, m.name, "B")].float()  # [d_out, r]
                 except KeyError:
-                    raise ValueError(f"{path} lacks {prefix}.lora_A/B; was it trained for this base model?") from None
+                    raise ValueError(
+                        f"{path} lacks {spec.peft_key(layer, m.name, 'A')} or its B; was it trained for this base model?"
+                    ) from None
                 layers.append(b @ a)
             per_module[m.name] = torch.stack(layers)
         deltas[fam] = per_module

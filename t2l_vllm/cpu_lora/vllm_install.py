@@ -35,7 +35,8 @@ import logging
 
 import torch
 
-from . import envs, lora_ops, packed_lora
+from .. import envs
+from . import grouped_ops as lora_ops, packed as packed_lora
 
 logger = logging.getLogger("vllm.t2l_vllm")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import envs
+from .. import envs
 
 
 @dataclass(frozen=True)

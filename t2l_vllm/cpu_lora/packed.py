@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .lora_ops import slot_weights
+from .grouped_ops import slot_weights
 
 # Cost of one run's GEMM pair, in units of the dense path's cost per token and
 # used adapter: the dense path wins while runs x RUN_COST > tokens x adapters.

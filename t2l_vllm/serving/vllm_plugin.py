@@ -27,8 +27,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from vllm.lora.resolver import LoRAResolver
 
-from .adapter import ADAPTER_ID_RE, ADAPTER_PREFIX
-from .serve_config import ServeConfig
+from ..adapter import ADAPTER_ID_RE, ADAPTER_PREFIX
+from .config import ServeConfig
 from .service import AdapterEngine, AdapterInUse, AdapterNotFound, AdapterService, GenerationFailed
 
 # A child of vLLM's logger, so messages go where vLLM's own go.
@@ -321,8 +321,8 @@ class T2LEndpointPlugin:
 
 def build_service(serving_models, engine_client, args: Namespace) -> AdapterService:
     """Load the generator on the serving device and wire it to vLLM (slow: runs off the loop)."""
-    from . import defaults
-    from .generator import AdapterGenerator
+    from .. import defaults
+    from ..generator import AdapterGenerator
     from .metrics import get_metrics
     from .store import AdapterStore
 
@@ -376,7 +376,7 @@ _RESOLVER = _T2LResolver()
 
 def register_general_plugin() -> None:
     """`vllm.general_plugins` entry: runs in every vLLM process, so it stays cheap."""
-    from . import vllm_cpu_lora
+    from ..cpu_lora import vllm_install as vllm_cpu_lora
 
     vllm_cpu_lora.install()
     register_resolver()

@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapter import CONFIG_FILE, WEIGHTS_FILE, validate_adapter_id, write_adapter
+from ..adapter import validate_adapter_id, write_adapter
+from ..peft_format import CONFIG_FILE, WEIGHTS_FILE
 
 META_FILE = "t2l.json"
 

@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapter import adapter_id as make_adapter_id
-from .adapter import normalize_description, validate_adapter_id
-from .generator import AdapterGenerator
+from ..adapter import adapter_id as make_adapter_id
+from ..adapter import normalize_description, validate_adapter_id
+from ..generator import AdapterGenerator
 from .metrics import T2LMetrics
-from .serve_config import ServeConfig
+from .config import ServeConfig
 from .store import AdapterStore
 
 

@@ -1,0 +1,11 @@
+"""Serving generated adapters through vLLM's OpenAI server.
+
+    plugin_names.py  the two vLLM plugin entry-point names (setup.py reads them from here)
+    config.py        ServeConfig: every serving setting with its default, env variable and flag help
+    launch.py        the `python -m vllm.entrypoints.openai.api_server` command line and environment
+    service.py       engine-agnostic adapter cache: single flight, reference counts, bounds
+    store.py         adapter folders on disk: the durable tier and the tmpfs tier
+    metrics.py       Prometheus metrics (no description text in labels)
+    vllm_plugin.py   everything that touches vLLM's API server: middleware, admin routes, resolver
+    process.py       `t2l-vllm serve` as a child process on loopback (tests, benchmarks)
+"""
