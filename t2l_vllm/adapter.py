@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import save_file
@@ -93,11 +93,14 @@ def write_adapter(
     tensors: dict[str, torch.Tensor],
     peft_config: dict[str, Any],
     out_dir: str | Path,
+    extra_files: Callable[[Path], dict[str, bytes]] | None = None,
 ) -> Path:
     """Write an adapter folder atomically: a reader sees all of it or none of it.
 
-    An existing complete folder is left as it is: with content-addressed ids the
-    same name always holds the same bytes.
+    extra_files: called with the finished temp folder, returns more files to put
+    in it before the rename (the store's metadata, which records a digest of the
+    PEFT files). An existing complete folder is left as it is: with
+    content-addressed ids the same name always holds the same bytes.
     """
     out_dir = Path(out_dir)
     if (out_dir / WEIGHTS_FILE).is_file() and (out_dir / CONFIG_FILE).is_file():
@@ -110,8 +113,10 @@ def write_adapter(
         # which would break byte-identical files for identical adapters.
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(peft_config, indent=2, sort_keys=True) + "\n")
-        for name in (WEIGHTS_FILE, CONFIG_FILE):
-            os.chmod(tmp / name, 0o644)
+        for name, data in (extra_files(tmp) if extra_files else {}).items():
+            (tmp / name).write_bytes(data)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
         try:
             os.rename(tmp, out_dir)
         except OSError:

@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import HypernetConfig
+from .confidence import ConfidenceIndex
 from .hypernet import HyperLoRA
 from .target_spec import base_fingerprint
 
@@ -38,9 +39,10 @@ def hypernet_digest(net: HyperLoRA) -> str:
 
 
 def save_hypernet(
-    net: HyperLoRA, out_dir: str | Path, dtype: torch.dtype = torch.float32, metadata: Mapping[str, Any] | None = None
+    net: HyperLoRA, out_dir: str | Path, dtype: torch.dtype = torch.float32, metadata: Mapping[str, Any] | None = None,
+    confidence: ConfidenceIndex | None = None,
 ) -> Path:
-    """Write `config.json` + `model.safetensors` atomically (temp folder, then rename)."""
+    """Write `config.json` + `model.safetensors` (+ `confidence.safetensors`) atomically (temp folder, then rename)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -50,10 +52,12 @@ def save_hypernet(
     if metadata:
         cfg["metadata"] = dict(metadata)
     (tmp / CONFIG_NAME).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    if confidence is not None:
+        confidence.save(tmp)
     # mkdtemp makes the folder private; a checkpoint is meant to be read by others (servers, installs).
     os.chmod(tmp, 0o755)
-    for name in (WEIGHTS_NAME, CONFIG_NAME):
-        os.chmod(tmp / name, 0o644)
+    for f in tmp.iterdir():
+        os.chmod(f, 0o644)
     if out_dir.exists():
         # Replace an older checkpoint: move it aside first so a reader never sees half of each.
         old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))

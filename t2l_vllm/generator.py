@@ -26,6 +26,7 @@ from .adapter import (
     write_adapter,
 )
 from .checkpoint import check_base_compatible, hypernet_digest, load_hypernet
+from .confidence import ConfidenceIndex, load_confidence
 from .encoders import DescriptionEncoder, load_encoder
 from .hypernet import HyperLoRA
 from .target_spec import read_base_config
@@ -51,6 +52,8 @@ class GeneratedAdapter:
     tensors: dict[str, torch.Tensor]
     peft_config: dict
     timings: Timings = field(default_factory=Timings)
+    # Closeness to the training descriptions (confidence.py); None without an index.
+    confidence: float | None = None
 
 
 class AdapterGenerator:
@@ -63,6 +66,7 @@ class AdapterGenerator:
         base_model_name: str,
         dtype: str = "bfloat16",
         max_description_chars: int = DEFAULT_MAX_DESCRIPTION_CHARS,
+        confidence_index: ConfidenceIndex | None = None,
     ):
         if dtype not in DTYPES:
             raise ValueError(f"adapter dtype {dtype!r} unknown; choose from {', '.join(DTYPES)}")
@@ -73,6 +77,9 @@ class AdapterGenerator:
         self.base_model_name = base_model_name
         self.dtype = DTYPES[dtype]
         self.max_description_chars = max_description_chars
+        if confidence_index is not None and confidence_index.dim != encoder.dim:
+            raise ValueError(f"confidence index is {confidence_index.dim}-d, the encoder gives {encoder.dim}-d vectors")
+        self.confidence_index = confidence_index
         # Computed once: the hypernetwork is immutable while it serves.
         self.digest = hypernet_digest(hypernet)
         self.peft_config = adapter_config(hypernet.config, base_model_name)
@@ -91,11 +98,20 @@ class AdapterGenerator:
         hypernet = load_hypernet(hypernet_dir, device=device)
         check_base_compatible(hypernet.config, base_cfg, base_name=str(base_model_dir))
         encoder = load_encoder(hypernet.config.encoder, base_model_dir, device=device)
+        kwargs.setdefault("confidence_index", load_confidence(hypernet_dir))
         return cls(hypernet, encoder, base_model_name or str(base_model_dir), **kwargs)
 
     def adapter_id(self, description: object) -> str:
         """The id a description would get, without generating anything."""
         return adapter_id(normalize_description(description, self.max_description_chars), self.digest)
+
+    @torch.inference_mode()
+    def confidence(self, descriptions: list[str]) -> list[float | None]:
+        """Confidence of each description without generating (one encoder pass each)."""
+        texts = [normalize_description(d, self.max_description_chars) for d in descriptions]
+        if self.confidence_index is None:
+            return [None] * len(texts)
+        return self.confidence_index.score(self.encoder.encode(texts))
 
     @torch.inference_mode()
     def generate(self, descriptions: list[str]) -> list[GeneratedAdapter]:
@@ -122,6 +138,7 @@ class AdapterGenerator:
         timings.encode_ms = (t1 - t0) * 1e3
         timings.hypernet_ms = (t2 - t1) * 1e3
         config = self.hypernet.config
+        scores = self.confidence_index.score(emb) if self.confidence_index is not None else [None] * len(texts)
         return [
             GeneratedAdapter(
                 adapter_id=adapter_id(text, self.digest),
@@ -129,6 +146,7 @@ class AdapterGenerator:
                 tensors=adapter_tensors(per_text[i], config, self.dtype),
                 peft_config=self.peft_config,
                 timings=timings,
+                confidence=scores[i],
             )
             for i, text in enumerate(texts)
         ]

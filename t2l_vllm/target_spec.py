@@ -21,6 +21,8 @@ SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 DEFAULT_TARGET_MODULES = ("q_proj", "v_proj")
+# transformers' model config file in a base (or encoder) model folder.
+MODEL_CONFIG_FILE = "config.json"
 
 # Fields that decide every target shape; their values form the base fingerprint.
 _SHAPE_FIELDS = (
@@ -145,9 +147,9 @@ def base_fingerprint(cfg: Mapping[str, Any]) -> str:
 
 
 def read_base_config(model_dir: str | Path) -> dict[str, Any]:
-    path = Path(model_dir) / "config.json"
+    path = Path(model_dir) / MODEL_CONFIG_FILE
     if not path.is_file():
-        raise ValueError(f"base model folder {str(model_dir)!r} has no config.json")
+        raise ValueError(f"base model folder {str(model_dir)!r} has no {MODEL_CONFIG_FILE}")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:

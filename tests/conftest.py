@@ -142,3 +142,20 @@ def run_python(args: list[str], env: dict | None = None, timeout: float = 900):
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=full_env, cwd=str(ROOT)
     )
+
+
+# Descriptions the tiny hypernetwork's confidence index is built from ("trained on").
+TINY_TRAINED_DESCRIPTIONS = ("Answer yes or no.", "Reply with the first letter of the word.")
+
+
+@pytest.fixture(scope="session")
+def tiny_hypernet_with_confidence(tmp_path_factory, tiny_hypernet_dir, tiny_generator) -> Path:
+    """The tiny hypernetwork plus a confidence index over TINY_TRAINED_DESCRIPTIONS (same digest, same ids)."""
+    import shutil
+
+    from t2l_vllm.confidence import build_confidence_index
+
+    out = tmp_path_factory.mktemp("hn-conf") / "tiny-hypernet"
+    shutil.copytree(tiny_hypernet_dir, out)
+    build_confidence_index(tiny_generator.encoder, list(TINY_TRAINED_DESCRIPTIONS)).save(out)
+    return out

@@ -43,15 +43,16 @@ def test_bad_input_is_a_clear_error(tmp_path, tiny_hypernet_dir, tiny_base_dir):
 
 def test_serve_command_lora_flags(tiny_hypernet_dir, tiny_base_dir, tiny_hypernet_config):
     """`serve` LoRA-wraps only the hypernetwork's modules, sized from its rank; the user's flags win."""
-    import argparse
-
-    from t2l_vllm.cli import serve_command
     from t2l_vllm.config import VLLM_RANKS
+    from t2l_vllm.serving.config import ServeConfig
+    from t2l_vllm.serving.launch import serve_command as launch
 
-    args = argparse.Namespace(
-        model=str(tiny_base_dir), hypernet=str(tiny_hypernet_dir), adapter_dir=None,
-        max_engine_adapters=None, max_disk_adapters=None, max_description_chars=None,
-    )
+    config = ServeConfig.from_env({}, hypernet_dir=tiny_hypernet_dir)
+
+    def serve_command(_, vllm_args):
+        return launch(str(tiny_base_dir), config, vllm_args, {}, on_cpu=True)
+
+    args = None
     cmd, env = serve_command(args, [])
     modules = [m.name for m in tiny_hypernet_config.target.modules]
     at = cmd.index("--lora-target-modules")

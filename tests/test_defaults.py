@@ -90,3 +90,44 @@ def test_default_adapter_does_the_described_task_in_vllm(default_base, clean_cac
     # The base model chats about the country; through the adapter it answers like the task says.
     assert [normalize_answer(t) for t in out["texts"]["base"]] != ["paris", "tokyo"]
     assert [normalize_answer(t) for t in out["texts"]["t2l"]] == ["paris", "tokyo"]
+
+
+def test_shipped_checkpoint_lowers_the_loss_where_a_random_one_does_not(default_base):
+    """Trained, as a function: on a task wording training never saw, the shipped
+    hypernetwork's adapter makes the right answers likelier than no adapter does,
+    and a network with the same config and randomised heads does not."""
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from t2l_vllm.config import EncoderConfig
+    from t2l_vllm.encoders import load_encoder
+    from t2l_vllm.checkpoint import load_hypernet
+    from t2l_vllm.hypernet import randomise_heads
+    from t2l_vllm.training.data import collate, pad_id, tokenize_example
+    from t2l_vllm.training.functional_lora import lora_applied, target_modules
+    from t2l_vllm.training.loop import completion_loss
+
+    description = "Answer with the capital city of the given country."
+    pairs = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Egypt", "Cairo")]
+    tokenizer = AutoTokenizer.from_pretrained(default_base)
+    model = AutoModelForCausalLM.from_pretrained(default_base, torch_dtype=torch.float32).eval()
+    rows = [tokenize_example(tokenizer, "t2l", {"task": "capital", "description": description, "input": i, "target": t}, 64)
+            for i, t in pairs]
+    batch = collate(rows, pad_id(tokenizer))
+    trained = load_hypernet(defaults.SHIPPED_HYPERNET).float().eval()
+    random = randomise_heads(copy.deepcopy(trained), std=max(h.weight.detach().std().item() for h in trained.heads.values()))
+    emb = load_encoder(EncoderConfig()).encode([description] * len(pairs))  # [4, 384]
+    modules = target_modules(model, trained.config.target)
+
+    def loss_with(net) -> float:
+        with torch.no_grad():
+            if net is None:
+                return completion_loss(model, batch).item()
+            with lora_applied(modules, net(emb)):
+                return completion_loss(model, batch).item()
+
+    none, ours, rand = loss_with(None), loss_with(trained), loss_with(random)
+    assert ours < 0.5 * none, (ours, none)
+    assert ours < 0.5 * rand, (ours, rand)

@@ -315,6 +315,71 @@ def test_api_key_guards_new_routes(server):
     assert httpx.get(f"{server.url}/health").status_code == 200
 
 
+PUBLIC_PATHS = {"/health", "/ping", "/metrics"}
+
+
+def test_every_route_but_health_and_metrics_needs_the_key(server, http):
+    """vLLM's own check guards only /v1, /v2, /inference and /cohere; ours guards every route."""
+    routes = http.get("/openapi.json").json()["paths"]
+    # Mounted only with VLLM_ALLOW_RUNTIME_LORA_UPDATING, refused all the same.
+    routes.setdefault("/adapters", {"post": {}})
+    routes.setdefault("/adapters/{adapter_name}", {"delete": {}})
+    probed = []
+    for path, methods in routes.items():
+        url = server.url + path.replace("{", "").replace("}", "")  # path parameters get a dummy value
+        for method in methods:
+            r = httpx.request(method.upper(), url, json={"model": "t2l-" + "0" * 32, "messages": []}, timeout=60)
+            if path in PUBLIC_PATHS:
+                assert r.status_code != 401, (method, path)
+            else:
+                assert r.status_code == 401, (method, path, r.status_code, r.text[:200])
+                probed.append((method, path))
+    assert ("post", "/invocations") in probed and ("post", "/adapters") in probed and len(probed) > 20
+    assert httpx.get(f"{server.url}/metrics").status_code == 200
+    # A wrong key is no key; the right one passes.
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    assert httpx.post(f"{server.url}/invocations", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert http.post("/invocations", json=body).status_code == 200
+
+
+def test_routes_that_take_a_model_hold_the_adapter_or_refuse_it(server, http):
+    desc = "Reply with one word about the input."
+    made = http.post("/v1/t2l/adapters", json={"task_description": desc}).json()["id"]
+    # Generation routes go through the held, counted adapter.
+    for path, body in [
+        ("/invocations", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "task_description": desc}),
+        ("/v1/responses", {"model": made, "input": "hi", "max_output_tokens": 4}),
+        ("/v1/chat/completions/batch", {"model": made, "messages": [[{"role": "user", "content": "hi"}]], "max_tokens": 2}),
+    ]:
+        r = http.post(path, json=body)
+        assert r.headers.get("x-t2l-adapter-id") == made, (path, r.status_code, r.text[:300])
+    # Every other route that takes a model refuses t2l ids and descriptions with a clear 400.
+    for path, body in [
+        ("/tokenize", {"model": made, "prompt": "hi"}),
+        ("/v1/completions/render", {"prompt": "hi", "task_description": desc}),
+        ("/v1/load_lora_adapter", {"lora_name": made, "lora_path": "/etc"}),
+        ("/adapters", {"name": made, "src": "/etc"}),
+    ]:
+        r = http.post(path, json=body)
+        assert r.status_code == 400 and r.json()["error"]["message"], (path, r.text[:300])
+    r = http.request("DELETE", f"/adapters/{made}")
+    assert r.status_code == 400
+    # A background response would outlive the reference its request holds.
+    r = http.post("/v1/responses", json={"model": made, "input": "hi", "background": True, "store": True})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "background"
+    assert http.get(f"/v1/t2l/adapters/{made}").json()["in_use"] == 0  # every reference was released
+    assert server.alive()
+
+
+def test_several_api_servers_are_refused(tiny_base_dir, tiny_hypernet_dir):
+    from tests.conftest import run_python
+
+    for flag in (["--api-server-count", "2"], ["-asc=3"]):
+        proc = run_python(["-m", "t2l_vllm.cli", "serve", "--model", str(tiny_base_dir),
+                           "--hypernet", str(tiny_hypernet_dir), *flag], timeout=120)
+        assert proc.returncode == 2 and "is not supported" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_generation_failure_is_a_500_and_the_server_survives(server, client, http):
     # Make the durable folder unusable: a file where the folder should be.
     aside = server.adapter_dir.with_name("adapters-aside")

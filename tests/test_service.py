@@ -1,45 +1,87 @@
-"""AdapterService's single flight, with the engine's registration held open.
+"""AdapterService without a server: single flight, bounds, races and failures, made certain.
 
-The server test fires concurrent identical requests at a real vLLM server, but
-whether they overlap there depends on machine load. Here registration blocks
-until every caller has arrived, so the overlap is certain.
+The server tests fire real requests at a real vLLM server, but whether they
+overlap there depends on machine load. Here the engine (and, where needed, the
+generator and the store) hold their calls open until the test lets them go, so
+every interleaving below happens for sure.
 """
 
+from __future__ import annotations
+
 import asyncio
+import logging
+import threading
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
-from t2l_vllm.serving.metrics import T2LMetrics
 from t2l_vllm.serving.config import ServeConfig
-from t2l_vllm.serving.service import AdapterEngine, AdapterService
-from t2l_vllm.serving.store import AdapterStore
+from t2l_vllm.serving.metrics import T2LMetrics
+from t2l_vllm.serving.service import AdapterEngine, AdapterNotFound, AdapterService, GenerationFailed
+from t2l_vllm.serving.store import META_FILE, AdapterStore, files_digest
+from t2l_vllm.peft_format import WEIGHTS_FILE
 
 
 class GatedEngine(AdapterEngine):
-    """Registers only once `expected` callers hold a reference to the adapter."""
+    """Records registrations; registers once `expected` callers hold a reference,
+    and holds each unregistration until `unregister_gate` is set."""
 
     def __init__(self):
         self.registered: list[str] = []
+        self.paths: dict[str, Path] = {}
         self.service: AdapterService | None = None
         self.expected = 0
+        self.unregister_gate: asyncio.Event | None = None
+        self.unregister_started: asyncio.Event | None = None
+        self.fail_unregister = False
 
     async def register(self, adapter_id: str, path: Path) -> None:
         while self.service._refs[adapter_id] < self.expected:
             await asyncio.sleep(0)  # yield until the other callers have queued
         self.registered.append(adapter_id)
+        self.paths[adapter_id] = Path(path)
 
     async def unregister(self, adapter_id: str) -> None:
+        if self.unregister_started is not None:
+            self.unregister_started.set()
+        if self.unregister_gate is not None:
+            await self.unregister_gate.wait()
+        if self.fail_unregister:
+            raise RuntimeError("engine refused to unload")
         self.registered.remove(adapter_id)
 
 
+class CountingGenerator:
+    """The tiny generator, counting calls; `gate` (when set) holds each call in the generation thread."""
+
+    def __init__(self, inner, error: Exception | None = None):
+        self.inner, self.digest, self.error = inner, inner.digest, error
+        self.calls = 0
+        self.gate: threading.Event | None = None
+
+    def generate(self, texts):
+        self.calls += 1
+        if self.gate is not None:
+            assert self.gate.wait(60), "test never opened the generation gate"
+        if self.error is not None:
+            raise self.error
+        return self.inner.generate(texts)
+
+
+def make_service(tiny_generator, tmp_path, engine=None, store=None, generator=None, **bounds):
+    engine = engine or GatedEngine()
+    store = store or AdapterStore(tmp_path / "durable", tmp_path / "fast")
+    config = ServeConfig(adapter_dir=tmp_path / "durable", **bounds)
+    service = AdapterService(generator or tiny_generator, store, engine, config, T2LMetrics(CollectorRegistry()))
+    engine.service = service
+    return service, engine
+
+
 def test_concurrent_callers_share_one_generation(tiny_generator, tmp_path):
-    engine = GatedEngine()
-    metrics = T2LMetrics(CollectorRegistry())
-    service = AdapterService(
-        tiny_generator, AdapterStore(tmp_path / "durable"), engine, ServeConfig(adapter_dir=tmp_path / "durable"), metrics
-    )
-    engine.service, engine.expected = service, 6
+    service, engine = make_service(tiny_generator, tmp_path)
+    engine.expected = 6
+    metrics = service.metrics
 
     async def run():
         return await asyncio.gather(*[service.acquire_description("Answer yes or no.") for _ in range(6)])
@@ -51,3 +93,232 @@ def test_concurrent_callers_share_one_generation(tiny_generator, tmp_path):
     assert metrics.cache.labels("hit")._value.get() == 5
     assert metrics.singleflight_joins._value.get() == 5
     assert len(list((tmp_path / "durable").iterdir())) == 1
+
+
+# ---- bounds ----------------------------------------------------------------------
+
+
+def test_engine_bound_unloads_the_least_recently_used_idle_adapter(tiny_generator, tmp_path):
+    service, engine = make_service(tiny_generator, tmp_path, max_engine_adapters=2, max_disk_adapters=10)
+
+    async def run():
+        a = await service.acquire_description("Task a.")
+        service.release(a)
+        b = await service.acquire_description("Task b.")  # held: never evicted
+        c = await service.acquire_description("Task c.")  # three resident: a (idle, oldest) goes
+        service.release(c)
+        assert set(engine.registered) == {b, c}
+        await service.acquire_id(a)  # a again: now c is the least recently used idle one
+        service.release(a)
+        assert set(engine.registered) == {b, a}
+        d = await service.acquire_description("Task d.")  # a goes; b stays although older
+        service.release(d)
+        return a, b, c, d
+
+    a, b, c, d = asyncio.run(run())
+    assert set(engine.registered) == {b, d} and service.in_use(b) == 1
+    assert service.metrics.evictions.labels("engine")._value.get() == 3
+    assert len(list((tmp_path / "durable").iterdir())) == 4  # unloaded, not deleted
+
+
+def test_disk_bound_deletes_idle_files_and_keeps_held_ones(tiny_generator, tmp_path):
+    service, engine = make_service(tiny_generator, tmp_path, max_engine_adapters=1, max_disk_adapters=2)
+
+    async def run():
+        held = await service.acquire_description("Held task.")
+        made = []
+        for i in range(3):
+            aid = await service.acquire_description(f"Passing task {i}.")
+            service.release(aid)
+            made.append(aid)
+        await asyncio.sleep(0)  # let release-triggered bound enforcement run
+        return held, made
+
+    held, made = asyncio.run(run())
+    on_disk = {p.name for p in (tmp_path / "durable").iterdir()}
+    assert held in on_disk and made[-1] in on_disk and len(on_disk) == 2
+    assert service.metrics.evictions.labels("disk")._value.get() == 2
+    with pytest.raises(AdapterNotFound):
+        asyncio.run(service.acquire_id(made[0]))
+
+
+# ---- head-of-line blocking -------------------------------------------------------
+
+
+def test_warm_hits_do_not_wait_for_a_running_generation(tiny_generator, tmp_path):
+    generator = CountingGenerator(tiny_generator)
+    service, engine = make_service(tiny_generator, tmp_path, generator=generator)
+
+    async def run():
+        warm = await service.acquire_description("Warm task.")
+        service.release(warm)
+        generator.gate = threading.Event()
+        cold = asyncio.ensure_future(service.acquire_description("Cold task, generation held."))
+        while generator.calls < 2:
+            await asyncio.sleep(0.01)  # the cold generation now occupies the generation thread
+        again = await asyncio.wait_for(service.acquire_id(warm), timeout=10)
+        assert not cold.done()
+        generator.gate.set()
+        service.release(again)
+        service.release(await cold)
+
+    asyncio.run(run())
+
+
+# ---- races -----------------------------------------------------------------------
+
+
+def test_delete_keeps_single_flight_for_requests_arriving_meanwhile(tiny_generator, tmp_path):
+    generator = CountingGenerator(tiny_generator)
+    service, engine = make_service(tiny_generator, tmp_path, generator=generator)
+
+    async def run():
+        aid = await service.acquire_description("Deleted while wanted.")
+        service.release(aid)
+        engine.unregister_gate, engine.unregister_started = asyncio.Event(), asyncio.Event()
+        deleting = asyncio.ensure_future(service.delete(aid))
+        await engine.unregister_started.wait()
+        # Two requests for the same description arrive while the delete holds the lock.
+        waiting = [asyncio.ensure_future(service.acquire_description("Deleted while wanted.")) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        generator.gate = threading.Event()  # the regeneration the first waiter starts is held
+        engine.unregister_gate.set()
+        await deleting
+        while generator.calls < 2:
+            await asyncio.sleep(0.01)
+        # A third request after the delete must join that regeneration, not start its own.
+        waiting.append(asyncio.ensure_future(service.acquire_description("Deleted while wanted.")))
+        await asyncio.sleep(0.05)
+        generator.gate.set()
+        return aid, await asyncio.gather(*waiting)
+
+    aid, again = asyncio.run(run())
+    assert again == [aid, aid, aid]
+    assert generator.calls == 2  # the first generation and one regeneration, not one per waiter
+
+
+def test_failed_unregister_keeps_the_adapter_resident(tiny_generator, tmp_path):
+    service, engine = make_service(tiny_generator, tmp_path)
+
+    async def run():
+        aid = await service.acquire_description("Stubborn adapter.")
+        service.release(aid)
+        engine.fail_unregister = True
+        with pytest.raises(RuntimeError):
+            await service.delete(aid)
+        return aid
+
+    aid = asyncio.run(run())
+    assert service.describe(aid)["resident"] is True and engine.registered == [aid]
+
+
+class FlakyDeleteStore(AdapterStore):
+    failures = 1
+
+    def delete(self, adapter_id):
+        if self.failures:
+            self.failures -= 1
+            raise OSError("disk said no")
+        super().delete(adapter_id)
+
+
+def test_failed_eviction_neither_fails_the_request_nor_leaks_its_reference(tiny_generator, tmp_path, caplog):
+    store = FlakyDeleteStore(tmp_path / "durable", tmp_path / "fast")
+    service, engine = make_service(tiny_generator, tmp_path, store=store, max_engine_adapters=1, max_disk_adapters=1)
+
+    async def run():
+        first = await service.acquire_description("First.")
+        service.release(first)
+        with caplog.at_level(logging.ERROR, logger="vllm.t2l_vllm"):
+            second = await service.acquire_description("Second.")  # evicting `first` fails once
+        service.release(second)
+        await service.delete(second)  # no leaked reference: not "in use"
+        return first, second
+
+    first, second = asyncio.run(run())
+    assert "eviction failed" in caplog.text
+    assert service.in_use(first) == 0 and service.in_use(second) == 0
+
+
+# ---- leftovers, corruption, small leaks ---------------------------------------------
+
+
+def test_corrupt_stored_adapter_is_regenerated(tiny_generator, tmp_path):
+    service, engine = make_service(tiny_generator, tmp_path, max_engine_adapters=1)
+
+    async def run():
+        aid = await service.acquire_description("Corrupted later.")
+        service.release(aid)
+        other = await service.acquire_description("Pushes it out of the engine.")
+        service.release(other)
+        weights = tmp_path / "durable" / aid / WEIGHTS_FILE
+        weights.write_bytes(weights.read_bytes()[:-7] + b"garbage")
+        again = await service.acquire_id(aid)  # by id: regenerated from its recorded description
+        service.release(again)
+        return aid
+
+    aid = asyncio.run(run())
+    folder = tmp_path / "durable" / aid
+    import json
+
+    assert files_digest(folder) == json.loads((folder / META_FILE).read_text())["sha256"]
+    assert files_digest(engine.paths[aid]) == files_digest(folder)
+
+
+def test_failed_generation_drops_its_lock_and_hides_server_paths(tiny_generator, tmp_path):
+    generator = CountingGenerator(tiny_generator, error=OSError("cannot write /secret/server/path/x"))
+    service, _ = make_service(tiny_generator, tmp_path, generator=generator)
+
+    async def run():
+        with pytest.raises(GenerationFailed) as info:
+            await service.acquire_description("Doomed.")
+        return info.value
+
+    error = asyncio.run(run())
+    assert "/secret" not in str(error) and "could not make adapter" in str(error)
+    assert service._locks == {} and service.in_use(service.adapter_id_for("Doomed.")) == 0
+
+
+def test_release_keeps_a_reference_to_its_background_eviction(tiny_generator, tmp_path):
+    service, engine = make_service(tiny_generator, tmp_path, max_engine_adapters=1)
+
+    async def run():
+        a = await service.acquire_description("A.")
+        b = await service.acquire_description("B.")  # both held: over the bound for now
+        service.release(a)
+        assert len(service._tasks) == 1  # the eviction retry is referenced, not dropped
+        while service._tasks:
+            await asyncio.sleep(0.01)
+        service.release(b)
+        return a, b
+
+    a, b = asyncio.run(run())
+    assert engine.registered == [b]
+
+
+def test_start_up_sweeps_what_a_killed_writer_left(tiny_generator, tmp_path):
+    import os
+
+    service, _ = make_service(tiny_generator, tmp_path)
+
+    async def make():
+        aid = await service.acquire_description("Survivor.")
+        service.release(aid)
+        return aid
+
+    aid = asyncio.run(make())
+    durable, fast = tmp_path / "durable", tmp_path / "fast"
+    old = 1_000_000_000  # mtime far in the past
+    leftovers = [
+        durable / ".t2l-0123.abcd", durable / f".{aid}.deleted-5", fast / f".{aid}.restore-x",
+        durable / ("t2l-" + "0" * 32),  # an adapter folder whose metadata never got written
+    ]
+    for d in leftovers:
+        d.mkdir()
+        os.utime(d, (old, old))
+    fresh = durable / ".t2l-being-written.1234"  # another writer, right now: left alone
+    fresh.mkdir()
+
+    service, _ = make_service(tiny_generator, tmp_path)
+    assert not any(d.exists() for d in leftovers) and fresh.exists()
+    assert [a["id"] for a in service.list()] == [aid]

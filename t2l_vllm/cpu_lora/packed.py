@@ -25,7 +25,7 @@ layer's dtype before the expand (vLLM: float32 buffer, then cast), and slices
 or slots whose weights are all zero contribute exact zeros, so they are left
 out. Costs memory: one re-laid-out copy of the layer's adapter weights.
 
-Pure torch, no vLLM import: `vllm_cpu_lora.py` wires it into vLLM.
+Pure torch, no vLLM import: `vllm_install.py` wires it into vLLM.
 """
 
 from __future__ import annotations
@@ -190,14 +190,22 @@ def lora_linear(
     scale: float,
     plan: BatchPlan,
     cache: PackedCache,
-) -> None:
+) -> bool:
     """y[t, slice i] += scale * (x[t] @ A_i[slot(t)].T) @ B_i[slot(t)].T for every token with an adapter.
 
-    x: [T, d_in]; y: [T, sum(output_slices)], updated in place; the stacks as vLLM keeps them.
+    x: [..., d_in]; y: [..., sum(output_slices)], updated in place; the stacks as vLLM keeps them.
+    Returns False, y untouched, when the plan does not cover x's tokens: the caller
+    (vllm_install.py) then hands the call to vLLM's own op.
     """
     layer = cache.layer(a_stacks, b_stacks, output_slices, y.dtype)
-    if layer is not None:
-        apply_layer(x, y, layer, plan, scale, cache)
+    if layer is None:  # no adapter has weights here (e.g. o_proj for q/v adapters): nothing to add
+        return True
+    x2 = x.view(-1, x.shape[-1])  # [T, d_in]
+    y2 = y.view(-1, y.shape[-1])  # [T, d_out]
+    if plan.indices.shape[0] != x2.shape[0] or y2.shape[0] != x2.shape[0]:
+        return False
+    apply_layer(x2, y2, layer, plan, scale, cache)
+    return True
 
 
 def apply_layer(

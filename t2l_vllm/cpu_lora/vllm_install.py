@@ -4,10 +4,10 @@ The only place that touches vLLM's LoRA internals. Four hooks:
 
 1. The module-level op names `vllm.lora.punica_wrapper.punica_cpu` imported from
    `vllm.lora.ops.torch_ops` (`bgmv_shrink`, `sgmv_expand`, ...) become ours
-   (`lora_ops.py`): same math, tokens grouped by adapter, -1 tokens untouched.
+   (`grouped_ops.py`): same math, tokens grouped by adapter, -1 tokens untouched.
    They serve the LoRA logits, embedding and any call hook 2 passes on.
 2. `PunicaWrapperCPU.add_lora_linear`, what every LoRA linear layer calls,
-   becomes `packed_lora.lora_linear`: one `BatchPlan` per batch (reset in
+   becomes `packed.lora_linear`: one `BatchPlan` per batch (reset in
    `update_metadata`) and each layer's adapters packed for two GEMMs.
    `add_lora_logits` returns at once while no adapter has LM-head weights.
 3. `LoRAModelManager.activate_adapter`, the one place slot weights are written,
@@ -36,7 +36,8 @@ import logging
 import torch
 
 from .. import envs
-from . import grouped_ops as lora_ops, packed as packed_lora
+from . import grouped_ops as lora_ops
+from . import packed as packed_lora
 
 logger = logging.getLogger("vllm.t2l_vllm")
 
@@ -74,18 +75,11 @@ _active_wrapper = None
 
 
 def _lora_linear(wrapper, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices) -> None:
-    """The packed path of one LoRA linear layer; vLLM's own when the shapes are not the usual ones."""
-    layer = _packed.layer(lora_a_stacked, lora_b_stacked, output_slices, y.dtype)
-    if layer is None:  # no adapter has weights here (e.g. o_proj for q/v adapters): nothing to add
-        return
+    """`packed.lora_linear` with the step's plan; vLLM's own op when the shapes are not the usual ones."""
     if wrapper._t2l_plan is None:
         wrapper._t2l_plan = packed_lora.BatchPlan.from_indices(wrapper.token_lora_indices)
-    plan = wrapper._t2l_plan
-    x2 = x.view(-1, x.shape[-1])
-    y2 = y.view(-1, y.shape[-1])
-    if plan.indices.shape[0] != x2.shape[0] or y2.shape[0] != x2.shape[0]:
-        return wrapper._t2l_original_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices)
-    packed_lora.apply_layer(x2, y2, layer, plan, scale, _packed)
+    if not packed_lora.lora_linear(x, y, lora_a_stacked, lora_b_stacked, output_slices, scale, wrapper._t2l_plan, _packed):
+        wrapper._t2l_original_linear(y, x, lora_a_stacked, lora_b_stacked, scale, output_slices)
 
 
 def _lora_linear_op(

@@ -32,6 +32,16 @@ class T2LMetrics:
         self.generation_errors = Counter(
             "t2l_adapter_generation_errors", "Adapter generations or registrations that failed.", registry=registry
         )
+        self.confidence = Histogram(
+            "t2l_description_confidence",
+            "Confidence of each task_description served (max cosine to the training descriptions).",
+            buckets=(0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0),
+            registry=registry,
+        )
+        self.served = Counter(
+            "t2l_requests", "task_description requests by how they were served (adapter, prompt, both).",
+            ["path"], registry=registry,
+        )
         self.resident = Gauge("t2l_adapters_resident", "Generated adapters registered in the engine.", registry=registry)
         self.on_disk = Gauge("t2l_adapters_on_disk", "Generated adapters kept on disk.", registry=registry)
 

@@ -5,18 +5,31 @@ Engine-agnostic: it talks to the serving engine through `AdapterEngine`
 
 Life of a request that names an adapter (by description or by id):
     acquire  -> reference count +1 (from now on the adapter is never evicted)
-             -> under the adapter's lock: resident? done. On disk? register it.
-                Neither? generate it (thread pool), write it, register it.
+             -> under the adapter's lock: resident? done. Stored? verify its
+                digest and register it (a corrupt copy is regenerated from its
+                description). Neither? generate it (generation thread), write
+                it, register it.
     ...the request runs...
     release  -> reference count -1; over-bound adapters that are idle now go.
 
-The per-adapter asyncio lock is the single flight: concurrent requests for the
-same new description queue on it and find the adapter resident when they get it.
+Invariants:
+- The per-adapter asyncio lock is the single flight: concurrent requests for
+  the same new description queue on it and find the adapter resident when they
+  get it. A lock is forgotten only while nobody holds, waits on or references
+  the adapter, so two callers never hold different locks for one id.
+- Every change to an adapter's registration or files (make resident, evict,
+  delete) happens under its lock, and only while no request references it.
+- `_resident` lists an adapter from the moment its registration succeeded
+  until its unregistration succeeded.
+- Hypernetwork work runs on one generation thread; file operations (touch,
+  verify, archive, delete) run on an I/O pool, so a warm hit never queues
+  behind generations.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict, defaultdict
@@ -27,9 +40,11 @@ from pathlib import Path
 from ..adapter import adapter_id as make_adapter_id
 from ..adapter import normalize_description, validate_adapter_id
 from ..generator import AdapterGenerator
-from .metrics import T2LMetrics
 from .config import ServeConfig
-from .store import AdapterStore
+from .metrics import T2LMetrics
+from .store import AdapterStore, StoredAdapterInvalid
+
+logger = logging.getLogger("vllm.t2l_vllm")
 
 
 class AdapterEngine(ABC):
@@ -53,7 +68,7 @@ class AdapterInUse(RuntimeError):
 
 
 class GenerationFailed(RuntimeError):
-    """Generating, writing or registering an adapter failed."""
+    """Generating, writing or registering an adapter failed (details in the server log)."""
 
 
 @dataclass
@@ -70,13 +85,19 @@ class AdapterService:
         self.engine = engine
         self.config = config
         self.metrics = metrics
-        # One worker: torch work is serialised, and the event loop never blocks on it.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2l-generate")
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # One generation worker: torch work is serialised, and the event loop never blocks on it.
+        self._generate_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2l-generate")
+        self._io_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="t2l-io")
+        self._locks: dict[str, asyncio.Lock] = {}
         self._refs: defaultdict[str, int] = defaultdict(int)
         self._resident: OrderedDict[str, None] = OrderedDict()  # LRU order, most recent last
+        for swept in store.sweep():
+            logger.info("t2l-vllm: removed leftover %s", swept)
         self._disk: OrderedDict[str, None] = OrderedDict((a, None) for a in store.ids())
         self._usage: defaultdict[str, _Usage] = defaultdict(_Usage)
+        # adapter id -> confidence of its description, most recent last; bounded like the disk.
+        self._confidence: OrderedDict[str, float | None] = OrderedDict()
+        self._tasks: set[asyncio.Task] = set()
         self._update_gauges()
 
     # ---- requests -------------------------------------------------------------
@@ -93,6 +114,51 @@ class AdapterService:
         await self._acquire(aid, text)
         return aid
 
+    async def route_for(self, description: object) -> tuple[str, float | None]:
+        """How to serve a description: ("adapter" | "prompt" | "both", its confidence).
+
+        Below `min_confidence` the configured policy applies; at or above it,
+        and when the checkpoint carries no confidence index, the adapter serves.
+        Under the "adapter" policy the score is not computed up front (it comes
+        with generation), so that policy costs nothing extra.
+        """
+        text = normalize_description(description, self.config.max_description_chars)
+        aid = make_adapter_id(text, self.generator.digest)
+        policy = self.config.low_confidence_policy
+        if policy == "adapter":
+            return "adapter", self.confidence(aid)
+        conf = await self._confidence_of(text, aid)
+        low = conf is not None and conf < self.config.min_confidence
+        return (policy if low else "adapter"), conf
+
+    def confidence(self, adapter_id: str) -> float | None:
+        """The known confidence of an adapter's description (None: unknown or no index)."""
+        return self._confidence.get(adapter_id)
+
+    async def _confidence_of(self, text: str, aid: str) -> float | None:
+        if aid in self._confidence:
+            return self._confidence[aid]
+        conf = await self._io(self._stored_confidence, aid)
+        if conf is None:  # one encoder pass, on the generation thread like all torch work
+            [conf] = await asyncio.get_running_loop().run_in_executor(
+                self._generate_pool, self.generator.confidence, [text]
+            )
+        self._remember_confidence(aid, conf)
+        return conf
+
+    def _stored_confidence(self, aid: str) -> float | None:
+        try:
+            info = self.store.info(aid)
+        except (KeyError, ValueError):
+            return None
+        return info.confidence
+
+    def _remember_confidence(self, aid: str, conf: float | None) -> None:
+        self._confidence[aid] = conf
+        self._confidence.move_to_end(aid)
+        while len(self._confidence) > self.config.max_disk_adapters:
+            self._confidence.popitem(last=False)
+
     async def acquire_id(self, adapter_id: str) -> str:
         """Hold a known adapter by id (AdapterNotFound if it is neither registered nor stored)."""
         validate_adapter_id(adapter_id)
@@ -105,14 +171,18 @@ class AdapterService:
         self._refs[adapter_id] -= 1
         if self._refs[adapter_id] <= 0:
             del self._refs[adapter_id]
+            self._forget_lock(adapter_id)
             if self._over_bounds():
                 # Bounds skipped busy adapters earlier; now that one is idle, retry.
-                asyncio.get_running_loop().create_task(self._enforce_bounds())
+                self._spawn(self._enforce_bounds())
+
+    def in_use(self, adapter_id: str) -> int:
+        return self._refs.get(adapter_id, 0)
 
     async def _acquire(self, aid: str, text: str | None) -> None:
         self._refs[aid] += 1
         try:
-            lock = self._locks[aid]
+            lock = self._lock(aid)
             if lock.locked():
                 self.metrics.singleflight_joins.inc()
             async with lock:
@@ -126,26 +196,22 @@ class AdapterService:
             usage.last_used = time.time()
             if aid in self._disk:
                 self._disk.move_to_end(aid)
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.store.touch, aid)
+            await self._io(self.store.touch, aid)
         except BaseException:
             self.release(aid)
             raise
         await self._enforce_bounds()
 
     async def _make_resident(self, aid: str, text: str | None) -> None:
-        """Called under the adapter's lock: generate (if new), then register."""
-        loop = asyncio.get_running_loop()
+        """Called under the adapter's lock: generate (if new), verify, then register."""
         try:
-            if aid in self._disk and await loop.run_in_executor(self._executor, self.store.exists, aid):
-                self.metrics.cache.labels("hit").inc()
-                path = await loop.run_in_executor(self._executor, self.store.load_path, aid)
-            elif text is None:
-                self._disk.pop(aid, None)
-                raise AdapterNotFound(aid)
-            else:
+            path = await self._stored_path(aid, text)
+            if path is None:
+                if text is None:
+                    self._disk.pop(aid, None)
+                    raise AdapterNotFound(aid)
                 self.metrics.cache.labels("miss").inc()
-                path = await loop.run_in_executor(self._executor, self._generate, aid, text)
-                self._disk[aid] = None
+                path = await self._generate_on_thread(aid, text)
             t0 = time.perf_counter()
             await self.engine.register(aid, path)
             self.metrics.generation_seconds.labels("register").observe(time.perf_counter() - t0)
@@ -153,22 +219,92 @@ class AdapterService:
             raise
         except Exception as e:
             self.metrics.generation_errors.inc()
-            raise GenerationFailed(f"could not make adapter {aid} available: {e}") from e
+            logger.exception("t2l-vllm: could not make adapter %s available", aid)
+            # The message goes to the client: no server paths or internals in it.
+            raise GenerationFailed(f"could not make adapter {aid} available ({type(e).__name__}; see the server log)") from e
         self._resident[aid] = None
         self._update_gauges()
 
-    def _generate(self, aid: str, text: str) -> Path:
-        """Runs in the worker thread: encode + hypernet + write both tiers."""
+    async def _stored_path(self, aid: str, text: str | None) -> Path | None:
+        """The verified folder of a stored adapter; None when it must be generated.
+
+        A stored copy that fails verification is deleted, and regenerated from
+        the description it was made from (the request's, else its metadata's).
+        """
+        if aid not in self._disk:
+            return None
+        try:
+            path = await self._io(self.store.verified_path, aid)
+        except KeyError:
+            self._disk.pop(aid, None)
+            return None
+        except StoredAdapterInvalid:
+            logger.warning("t2l-vllm: stored adapter %s failed verification; regenerating it", aid)
+            description = text or await self._io(self.store.description, aid)
+            await self._io(self.store.delete, aid)
+            self._disk.pop(aid, None)
+            if description is None:
+                raise AdapterNotFound(aid) from None
+            if text is None:  # regenerate from the metadata's description (checked to match the id)
+                text = normalize_description(description, self.config.max_description_chars)
+                if make_adapter_id(text, self.generator.digest) != aid:
+                    raise AdapterNotFound(aid) from None
+                self.metrics.cache.labels("miss").inc()
+                return await self._generate_on_thread(aid, text)
+            return None
+        self.metrics.cache.labels("hit").inc()
+        return path
+
+    async def _generate_on_thread(self, aid: str, text: str) -> Path:
+        path, conf = await asyncio.get_running_loop().run_in_executor(self._generate_pool, self._generate, aid, text)
+        self._disk[aid] = None
+        self._remember_confidence(aid, conf)
+        return path
+
+    def _generate(self, aid: str, text: str) -> tuple[Path, float | None]:
+        """Runs in the generation thread: encode + hypernet + write both tiers."""
         [adapter] = self.generator.generate([text])
         if adapter.adapter_id != aid:  # ids and generation must agree on normalisation
             raise RuntimeError(f"generated id {adapter.adapter_id} != requested {aid}")
         t0 = time.perf_counter()
-        path = self.store.put(aid, adapter.tensors, adapter.peft_config, text)
+        path = self.store.put(aid, adapter.tensors, adapter.peft_config, text, confidence=adapter.confidence)
         m = self.metrics.generation_seconds
         m.labels("encode").observe(adapter.timings.encode_ms / 1e3)
         m.labels("hypernet").observe(adapter.timings.hypernet_ms / 1e3)
         m.labels("write").observe(time.perf_counter() - t0)
-        return path
+        return path, adapter.confidence
+
+    # ---- locks and background work ---------------------------------------------
+
+    def _lock(self, aid: str) -> asyncio.Lock:
+        lock = self._locks.get(aid)
+        if lock is None:
+            lock = self._locks[aid] = asyncio.Lock()
+        return lock
+
+    def _forget_lock(self, aid: str) -> None:
+        """Drop an idle adapter's lock (nobody holds, waits on or references it)."""
+        lock = self._locks.get(aid)
+        if lock is not None and not lock.locked() and self._refs.get(aid, 0) == 0:
+            del self._locks[aid]
+
+    def _idle(self, aid: str) -> bool:
+        lock = self._locks.get(aid)
+        return self._refs.get(aid, 0) == 0 and (lock is None or not lock.locked())
+
+    async def _io(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._io_pool, fn, *args)
+
+    def _spawn(self, coro) -> None:
+        """Run `coro` in the background, keeping a reference and logging its failure."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("t2l-vllm: background task failed", exc_info=task.exception())
 
     # ---- bounds ---------------------------------------------------------------
 
@@ -178,36 +314,45 @@ class AdapterService:
         )
 
     async def _enforce_bounds(self) -> None:
-        """Unload idle adapters over the engine bound, then delete idle files over the disk bound."""
-        await self._evict_engine()
-        await self._evict_disk()
+        """Unload idle adapters over the engine bound, then delete idle files over the disk bound.
 
-    def _idle(self, aid: str) -> bool:
-        return self._refs.get(aid, 0) == 0 and not self._locks[aid].locked()
+        Never raises: a failed eviction is logged and retried on a later release,
+        and must not fail (or leak the reference of) the request that triggered it.
+        """
+        try:
+            await self._evict_engine()
+            await self._evict_disk()
+        except Exception:
+            logger.exception("t2l-vllm: eviction failed; bounds are enforced again on a later release")
 
     async def _evict_engine(self) -> None:
         while len(self._resident) > self.config.max_engine_adapters:
             victim = next((a for a in self._resident if self._idle(a)), None)
             if victim is None:
                 return  # everything is in use; the next release tries again
-            async with self._locks[victim]:
-                del self._resident[victim]
+            async with self._lock(victim):
+                if self._refs.get(victim, 0) or victim not in self._resident:
+                    continue  # picked up by a request while we waited: look again
                 await self.engine.unregister(victim)
+                del self._resident[victim]
+            self._forget_lock(victim)
             self.metrics.evictions.labels("engine").inc()
             self._update_gauges()
 
     async def _evict_disk(self) -> None:
-        loop = asyncio.get_running_loop()
         while len(self._disk) > self.config.max_disk_adapters:
             victim = next((a for a in self._disk if a not in self._resident and self._idle(a)), None)
             if victim is None:
                 return
-            del self._disk[victim]
-            self._usage.pop(victim, None)
-            self._locks.pop(victim, None)
-            await loop.run_in_executor(self._executor, self.store.delete, victim)
+            async with self._lock(victim):
+                if self._refs.get(victim, 0) or victim in self._resident or victim not in self._disk:
+                    continue
+                await self._io(self.store.delete, victim)
+                del self._disk[victim]
+                self._usage.pop(victim, None)
+            self._forget_lock(victim)
             self.metrics.evictions.labels("disk").inc()
-        self._update_gauges()
+            self._update_gauges()
 
     def _update_gauges(self) -> None:
         self.metrics.resident.set(len(self._resident))
@@ -234,6 +379,7 @@ class AdapterService:
             "size_bytes": stored.size_bytes,
             "resident": adapter_id in self._resident,
             "in_use": self._refs.get(adapter_id, 0),
+            "confidence": stored.confidence,
         }
 
     def list(self) -> list[dict]:
@@ -256,7 +402,7 @@ class AdapterService:
         if adapter_id not in self._disk:
             raise AdapterNotFound(adapter_id)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self.store.archive, adapter_id)
+            return await self._io(self.store.archive, adapter_id)
         except KeyError:
             raise AdapterNotFound(adapter_id) from None
 
@@ -264,14 +410,17 @@ class AdapterService:
         validate_adapter_id(adapter_id)
         if adapter_id not in self._disk and adapter_id not in self._resident:
             raise AdapterNotFound(adapter_id)
-        async with self._locks[adapter_id]:
+        if self._refs.get(adapter_id, 0):
+            raise AdapterInUse(f"adapter {adapter_id} is serving {self._refs[adapter_id]} request(s); retry later")
+        async with self._lock(adapter_id):
+            # Checked again under the lock: a request may have arrived while we waited.
             if self._refs.get(adapter_id, 0):
                 raise AdapterInUse(f"adapter {adapter_id} is serving {self._refs[adapter_id]} request(s); retry later")
             if adapter_id in self._resident:
-                del self._resident[adapter_id]
                 await self.engine.unregister(adapter_id)
+                del self._resident[adapter_id]
+            await self._io(self.store.delete, adapter_id)
             self._disk.pop(adapter_id, None)
             self._usage.pop(adapter_id, None)
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.store.delete, adapter_id)
-        self._locks.pop(adapter_id, None)
+        self._forget_lock(adapter_id)
         self._update_gauges()

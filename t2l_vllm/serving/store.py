@@ -7,14 +7,24 @@ vLLM's worker reads adapters inside the engine loop, so it is pointed at the
 fast tier: registration is a memory copy, not a disk read that stalls the batch.
 The durable tier survives restarts. Ids are validated before they touch a path.
 Synchronous and thread-safe per adapter (writes are atomic renames).
+
+Trust: `t2l.json` records the SHA-256 of the two PEFT files. `verified_path`
+checks the folder it hands to vLLM against it, so neither a planted fast copy
+(/dev/shm is shared by every local user) nor a corrupt durable one is ever
+registered. The fast root is created private (0700) and refused when it is
+not ours.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import shutil
+import stat
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +33,15 @@ from ..adapter import validate_adapter_id, write_adapter
 from ..peft_format import CONFIG_FILE, WEIGHTS_FILE
 
 META_FILE = "t2l.json"
+PEFT_FILES = (CONFIG_FILE, WEIGHTS_FILE)
+# Temp entries a killed writer can leave behind (write_adapter's mkdtemp, restores,
+# deletes): every one starts with a dot. Only those older than this are swept, so
+# a second server writing into the same folder right now is left alone.
+STALE_TEMP_SECONDS = 60.0
+
+
+class StoredAdapterInvalid(Exception):
+    """The stored files do not match their recorded digest (corrupt, planted or half written)."""
 
 
 @dataclass(frozen=True)
@@ -31,17 +50,59 @@ class StoredAdapter:
     description: str
     created: float
     size_bytes: int
+    confidence: float | None = None
+
+
+def files_digest(folder: Path) -> str:
+    """SHA-256 over the PEFT files of `folder`, in a fixed order."""
+    h = hashlib.sha256()
+    for name in PEFT_FILES:
+        h.update(name.encode() + b"\0")
+        with open(folder / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` as a 0700 folder owned by us, on a chain of folders nobody else controls.
+
+    Refuses (ValueError) a folder that exists but is a symlink, someone else's or
+    open to group/others, and any ancestor that another user could rename it out
+    of (owned by neither us nor root, or writable by others without the sticky
+    bit): whoever controls it controls what vLLM loads.
+    """
+    path = Path(path).absolute()
+    for d in [*reversed(path.parents), path]:
+        if not d.exists() and not d.is_symlink():
+            try:
+                d.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise ValueError(
+            f"refusing adapter folder {path}: it must be a directory (not a symlink) owned by uid {os.getuid()} "
+            f"with mode 0700, found uid {st.st_uid} and mode {oct(st.st_mode)}; remove it or choose another --fast-dir"
+        )
+    for d in path.parents:
+        st = os.stat(d)
+        open_to_others = st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX
+        if st.st_uid not in (os.getuid(), 0) or open_to_others:
+            raise ValueError(
+                f"refusing adapter folder {path}: its ancestor {d} (uid {st.st_uid}, mode {oct(st.st_mode)}) "
+                "lets another user replace it; choose another --fast-dir"
+            )
+    return path
 
 
 class AdapterStore:
-    """Content-addressed adapter folders under one durable root (+ one fast root)."""
+    """Content-addressed adapter folders under one durable root (+ one private fast root)."""
 
     def __init__(self, durable_root: Path, fast_root: Path | None = None):
         self.durable_root = Path(durable_root)
-        self.fast_root = Path(fast_root) if fast_root else None
+        self.fast_root = private_dir(fast_root) if fast_root else None
         self.durable_root.mkdir(parents=True, exist_ok=True)
-        if self.fast_root:
-            self.fast_root.mkdir(parents=True, exist_ok=True)
 
     def _durable(self, adapter_id: str) -> Path:
         return self.durable_root / validate_adapter_id(adapter_id)
@@ -50,48 +111,95 @@ class AdapterStore:
         d = self._durable(adapter_id)
         return (d / WEIGHTS_FILE).is_file() and (d / META_FILE).is_file()
 
-    def put(self, adapter_id: str, tensors: dict, peft_config: dict, description: str) -> Path:
-        """Write the adapter to both tiers; returns the folder vLLM should load."""
-        d = self._durable(adapter_id)
-        write_adapter(tensors, peft_config, d)
-        if not (d / META_FILE).is_file():
-            meta = {"adapter_id": adapter_id, "description": description, "created": time.time()}
-            tmp = d / f".{META_FILE}.tmp"
-            tmp.write_text(json.dumps(meta, indent=2) + "\n")
-            tmp.rename(d / META_FILE)
-        if self.fast_root:
-            write_adapter(tensors, peft_config, self.fast_root / adapter_id)
-            return self.fast_root / adapter_id
-        return d
+    def put(self, adapter_id: str, tensors: dict, peft_config: dict, description: str,
+            confidence: float | None = None) -> Path:
+        """Write the adapter to both tiers; returns the folder vLLM should load.
 
-    def load_path(self, adapter_id: str) -> Path:
-        """The folder vLLM should load, restoring the fast copy from the durable one if needed."""
+        The metadata is written inside the folder before its atomic rename, so a
+        kill at any point leaves either a complete adapter or a swept temp entry.
+        """
         d = self._durable(adapter_id)
-        if not self.exists(adapter_id):
-            raise KeyError(adapter_id)
+
+        def meta(folder: Path) -> dict[str, bytes]:
+            record = {"adapter_id": adapter_id, "description": description, "created": time.time(),
+                      "confidence": confidence, "sha256": files_digest(folder)}
+            return {META_FILE: (json.dumps(record, indent=2) + "\n").encode()}
+
+        write_adapter(tensors, peft_config, d, extra_files=meta)
+        if not (d / META_FILE).is_file():  # a folder left without metadata: write it anew
+            _remove(d, self.durable_root, adapter_id)
+            write_adapter(tensors, peft_config, d, extra_files=meta)
         if not self.fast_root:
             return d
         fast = self.fast_root / adapter_id
-        if not (fast / WEIGHTS_FILE).is_file():
-            tmp = self.fast_root / f".{adapter_id}.restore"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            for name in (CONFIG_FILE, WEIGHTS_FILE):
-                shutil.copyfile(d / name, tmp / name)
+        if fast.exists() or fast.is_symlink():
+            return self.verified_path(adapter_id)  # a copy we did not just write: check it
+        write_adapter(tensors, peft_config, fast)
+        return fast
+
+    def _meta(self, adapter_id: str) -> dict:
+        try:
+            meta = json.loads((self._durable(adapter_id) / META_FILE).read_text())
+        except (OSError, ValueError) as e:
+            raise KeyError(adapter_id) from e
+        if not isinstance(meta, dict):
+            raise KeyError(adapter_id)
+        return meta
+
+    def description(self, adapter_id: str) -> str | None:
+        """The description an adapter was made from (None when its metadata is unreadable)."""
+        try:
+            text = self._meta(adapter_id).get("description")
+        except KeyError:
+            return None
+        return text if isinstance(text, str) and text else None
+
+    def verified_path(self, adapter_id: str) -> Path:
+        """The folder vLLM should load, its files checked against the recorded digest.
+
+        Restores the fast copy from the durable one when it is missing, and
+        replaces it when it does not match. KeyError: not stored.
+        StoredAdapterInvalid: the durable copy itself does not match (or has no digest).
+        """
+        d = self._durable(adapter_id)
+        if not self.exists(adapter_id):
+            raise KeyError(adapter_id)
+        expected = self._meta(adapter_id).get("sha256")
+        if not isinstance(expected, str) or not _matches(d, expected):
+            raise StoredAdapterInvalid(f"stored adapter {adapter_id} does not match its recorded digest")
+        if not self.fast_root:
+            return d
+        fast = self.fast_root / adapter_id
+        if fast.is_symlink() or (fast.exists() and not _matches(fast, expected)):
+            _remove(fast, self.fast_root, adapter_id)
+        if not fast.exists():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{adapter_id}.restore-", dir=self.fast_root))
             try:
-                tmp.rename(fast)
-            except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)  # a concurrent restore won
+                for name in PEFT_FILES:
+                    shutil.copyfile(d / name, tmp / name)
+                os.chmod(tmp, 0o755)
+                try:
+                    tmp.rename(fast)
+                except OSError:
+                    pass  # a concurrent restore won; checked below
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if not _matches(fast, expected):
+                raise StoredAdapterInvalid(f"fast copy of {adapter_id} does not match its recorded digest")
         return fast
 
     def info(self, adapter_id: str) -> StoredAdapter:
         d = self._durable(adapter_id)
+        meta = self._meta(adapter_id)
         try:
-            meta = json.loads((d / META_FILE).read_text())
-            size = sum((d / n).stat().st_size for n in (CONFIG_FILE, WEIGHTS_FILE))
-        except (OSError, json.JSONDecodeError) as e:
+            size = sum((d / n).stat().st_size for n in PEFT_FILES)
+        except OSError as e:
             raise KeyError(adapter_id) from e
-        return StoredAdapter(adapter_id, meta.get("description", ""), float(meta.get("created", 0.0)), size)
+        conf = meta.get("confidence")
+        return StoredAdapter(
+            adapter_id, str(meta.get("description", "")), float(meta.get("created", 0.0)), size,
+            float(conf) if isinstance(conf, (int, float)) else None,
+        )
 
     def ids(self) -> list[str]:
         """Stored adapters, oldest use first (by folder mtime, which `touch` refreshes)."""
@@ -105,24 +213,42 @@ class AdapterStore:
                 found.append((d.stat().st_mtime, d.name))
         return [name for _, name in sorted(found)]
 
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Remove what a killed writer left: stale temp entries (dot names) in both
+        roots, and adapter folders without metadata (not visible to the bounds,
+        and not regenerable). Returns the names removed."""
+        now = time.time() if now is None else now
+        removed = []
+        for root in (self.durable_root, self.fast_root):
+            if root is None:
+                continue
+            for entry in root.iterdir():
+                if entry.name.startswith("."):
+                    if now - entry.lstat().st_mtime < STALE_TEMP_SECONDS:
+                        continue
+                elif root == self.durable_root and _is_id(entry.name) and not (entry / META_FILE).is_file():
+                    pass  # incomplete adapter folder from an older version
+                else:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed.append(str(entry.relative_to(root.parent)))
+        return removed
+
     def touch(self, adapter_id: str) -> None:
-        """Record a use, so LRU order survives a restart."""
+        """Record a use, so LRU order survives a restart (never creates anything)."""
         try:
-            self._durable(adapter_id).touch()
+            os.utime(self._durable(adapter_id))
         except OSError:
             pass
 
     def delete(self, adapter_id: str) -> None:
         validate_adapter_id(adapter_id)
         for root in (self.fast_root, self.durable_root):
-            if root is None:
-                continue
-            folder = root / adapter_id
-            if folder.exists():
-                # Rename first so no reader ever sees a half-deleted folder.
-                trash = root / f".{adapter_id}.deleted-{time.monotonic_ns()}"
-                folder.rename(trash)
-                shutil.rmtree(trash, ignore_errors=True)
+            if root is not None:
+                _remove(root / adapter_id, root, adapter_id)
 
     def archive(self, adapter_id: str) -> bytes:
         """A .tar.gz of the PEFT folder (`<adapter_id>/adapter_config.json`, weights)."""
@@ -131,6 +257,33 @@ class AdapterStore:
             raise KeyError(adapter_id)
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            for name in (CONFIG_FILE, WEIGHTS_FILE):
+            for name in PEFT_FILES:
                 tar.add(d / name, arcname=f"{adapter_id}/{name}")
         return buf.getvalue()
+
+
+def _is_id(name: str) -> bool:
+    try:
+        validate_adapter_id(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _matches(folder: Path, expected: str) -> bool:
+    try:
+        return files_digest(folder) == expected
+    except OSError:
+        return False
+
+
+def _remove(folder: Path, root: Path, adapter_id: str) -> None:
+    """Rename first so no reader ever sees a half-deleted folder, then delete."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    trash = root / f".{adapter_id}.deleted-{time.monotonic_ns()}"
+    folder.rename(trash)
+    if trash.is_dir() and not trash.is_symlink():
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        trash.unlink(missing_ok=True)

@@ -1,24 +1,34 @@
 """Everything that touches vLLM internals (vLLM 0.32 API server), in one module.
 
-Two entry points (setup.py), both named in VLLM_PLUGINS by `t2l-vllm serve`:
+Two entry points (declared in plugin_names.py), both named in VLLM_PLUGINS by `t2l-vllm serve`:
 
-- `vllm.general_plugins` -> `register_resolver()`: a LoRA resolver, so a request
-  whose `model` is a stored `t2l-<hash>` is served even by a plain vLLM server
-  (needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=1).
-- `vllm.endpoint_plugins` -> `T2LEndpointPlugin`: an ASGI middleware that reads
-  `task_description` from `/v1/chat/completions` and `/v1/completions`, makes the
-  adapter resident and points `model` at it; and the `/v1/t2l/adapters` routes.
-
-The middleware is added inside vLLM's own middleware stack, so `--api-key`
-guards it (and the admin routes, under /v1) before any generation happens.
+- `vllm.general_plugins` -> `register_general_plugin()`: runs in every vLLM
+  process; installs our CPU LoRA ops (cpu_lora/) and a LoRA resolver, so a
+  plain vLLM server with VLLM_ALLOW_RUNTIME_LORA_UPDATING=1 serves stored
+  `t2l-<hash>` ids. Under `t2l-vllm serve` the resolver declines: the adapter
+  service owns t2l ids, and a registration it does not count could be evicted
+  under a live request.
+- `vllm.endpoint_plugins` -> `T2LEndpointPlugin`: two ASGI middlewares and the
+  `/v1/t2l/adapters` routes.
+  - `ApiKeyMiddleware`: with --api-key (or VLLM_API_KEY), every route but the
+    configured public ones (/health, /ping, /metrics) needs the key. vLLM's own
+    check guards only /v1, /v2, /inference and /cohere, leaving e.g.
+    /invocations and /adapters open.
+  - `TaskDescriptionMiddleware`: on the generation routes (ADAPTER_ROUTES) it
+    reads `task_description` or a `t2l-` model, makes the adapter resident,
+    holds a reference until the response has been sent, and points `model` at
+    it. Every other route refuses t2l ids and `task_description` with a 400.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import secrets
 from argparse import Namespace
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -27,18 +37,33 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from vllm.lora.resolver import LoRAResolver
 
-from ..adapter import ADAPTER_ID_RE, ADAPTER_PREFIX
+from ..adapter import ADAPTER_ID_RE, ADAPTER_PREFIX, normalize_description
 from .config import ServeConfig
+from .instructions import add_instructions
+from .plugin_names import ENDPOINT_PLUGIN
 from .service import AdapterEngine, AdapterInUse, AdapterNotFound, AdapterService, GenerationFailed
 
 # A child of vLLM's logger, so messages go where vLLM's own go.
 logger = logging.getLogger("vllm.t2l_vllm")
 
-GENERAL_PLUGIN = "t2l_vllm"
-ENDPOINT_PLUGIN = "t2l_vllm_endpoints"
 RESOLVER_NAME = "t2l_vllm"
-WRAPPED_PATHS = ("/v1/chat/completions", "/v1/completions")
+# Routes that run generation with the body's `model`: served through a held adapter.
+ADAPTER_ROUTES = frozenset({
+    "/v1/chat/completions", "/v1/completions", "/v1/chat/completions/batch",
+    "/v1/responses", "/v1/messages", "/invocations",
+})
+# vLLM's routes that load or unload adapters by name (mounted with
+# VLLM_ALLOW_RUNTIME_LORA_UPDATING): (method, path prefix) -> where the name is.
+LORA_ADMIN_ROUTES = {
+    ("POST", "/v1/load_lora_adapter"): "lora_name",
+    ("POST", "/v1/unload_lora_adapter"): "lora_name",
+    ("POST", "/adapters"): "name",
+    ("DELETE", "/adapters/"): "path",
+}
+ADMIN_PREFIX = "/v1/t2l/"
 ADAPTER_HEADER = b"x-t2l-adapter-id"
+SERVED_BY_HEADER = b"x-t2l-served-by"  # adapter | prompt | both
+CONFIDENCE_HEADER = b"x-t2l-confidence"
 STATE_KEY = "t2l_service"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -47,6 +72,7 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 _ERROR_TYPES = {
     400: "BadRequestError",
+    401: "AuthenticationError",
     404: "NotFoundError",
     409: "ConflictError",
     413: "RequestTooLargeError",
@@ -89,7 +115,9 @@ class VllmEngine(AdapterEngine):
         result = await self.models.load_lora_adapter(
             LoadLoRAAdapterRequest(lora_name=adapter_id, lora_path=str(Path(path).resolve()))
         )
-        if isinstance(result, ErrorResponse):
+        # vLLM checks "already loaded" under its per-name lock, after ours: a
+        # registration that won the race in between is a success, not an error.
+        if isinstance(result, ErrorResponse) and adapter_id not in self.models.lora_requests:
             raise RuntimeError(result.error.message)
 
     async def unregister(self, adapter_id: str) -> None:
@@ -106,35 +134,86 @@ class VllmEngine(AdapterEngine):
 # ---- the request middleware ------------------------------------------------------
 
 
+def route_path(scope) -> str:
+    """The path routes are matched on: without the --root-path prefix, as Starlette does."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+class ApiKeyMiddleware:
+    """Pure ASGI: with API keys set, only `public_paths` (and CORS preflights) answer without one.
+
+    The key goes as `Authorization: Bearer KEY`, as for vLLM's own check; keys
+    are compared as SHA-256 digests in constant time.
+    """
+
+    def __init__(self, app, tokens: list[str], public_paths: tuple[str, ...]):
+        self.app = app
+        self.digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
+        self.public = frozenset(public_paths)
+
+    def _authorised(self, scope) -> bool:
+        headers = dict(scope.get("headers") or [])
+        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        digest = hashlib.sha256(token.encode("latin-1")).digest()
+        ok = False
+        for d in self.digests:
+            ok |= secrets.compare_digest(digest, d)
+        return ok
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket") or scope.get("method") == "OPTIONS":
+            return await self.app(scope, receive, send)
+        if route_path(scope).rstrip("/") in self.public or self._authorised(scope):
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        return await _send_json(send, 401, error_body(401, "missing or invalid API key (Authorization: Bearer KEY)"))
+
+
 class TaskDescriptionMiddleware:
-    """Pure ASGI: rewrites `task_description` requests to the generated adapter."""
+    """Pure ASGI: serves generation routes through held adapters; keeps t2l ids off every other route."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in WRAPPED_PATHS:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "DELETE"):
             return await self.app(scope, receive, send)
         service: AdapterService | None = getattr(scope["app"].state, STATE_KEY, None)
+        path = route_path(scope)
+        if service is None or path.startswith(ADMIN_PREFIX):
+            return await self.app(scope, receive, send)
+        if scope["method"] == "DELETE":
+            if path.startswith("/adapters/") and path[len("/adapters/"):].startswith(ADAPTER_PREFIX):
+                return await _send_json(send, 400, _t2l_managed(path[len("/adapters/"):]))
+            return await self.app(scope, receive, send)
+        if _is_multipart(scope):
+            return await self.app(scope, receive, send)  # form uploads (audio): no JSON model field
         body, more = await _read_body(receive)
         if more:
             # Too big to inspect, and passing it on could drop a task_description silently.
             return await _send_json(send, 413, error_body(413, f"request body over {MAX_BODY_BYTES} bytes"))
-        if service is None:
-            return await self.app(scope, _replay(body, receive), send)
         try:
             payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             payload = None
         if not isinstance(payload, dict):
-            # Not ours to judge: vLLM answers malformed bodies with its own 400.
+            if path in ADAPTER_ROUTES and body.strip():
+                return await _send_json(send, 400, error_body(400, "request body is not a JSON object"))
             return await self.app(scope, _replay(body, receive), send)
 
         try:
-            adapter_id = await self._resolve(scope, service, payload)
+            if path in ADAPTER_ROUTES:
+                served = await self._resolve(scope, path, service, payload)
+            else:
+                _refuse_t2l(path, payload)
+                served = None
         except _HTTPError as e:
             return await _send_json(send, e.status, error_body(e.status, e.message, e.param))
-        if adapter_id is None:
+        if served is None:
             return await self.app(scope, _replay(body, receive), send)
 
         try:
@@ -143,48 +222,116 @@ class TaskDescriptionMiddleware:
             headers.append((b"content-length", str(len(new_body)).encode()))
             scope = dict(scope, headers=headers)
 
-            async def send_with_header(message):
+            async def send_with_headers(message):
                 if message["type"] == "http.response.start":
-                    message = dict(message, headers=[*message.get("headers", []), (ADAPTER_HEADER, adapter_id.encode())])
+                    message = dict(message, headers=[*message.get("headers", []), *served.headers])
                 await send(message)
 
-            await self.app(scope, _replay(new_body, receive), send_with_header)
+            # Returns once the whole response (a stream too) has been sent.
+            await self.app(scope, _replay(new_body, receive), send_with_headers)
         finally:
-            service.release(adapter_id)
+            if served.adapter_id is not None:
+                service.release(served.adapter_id)
 
-    async def _resolve(self, scope, service: AdapterService, payload: dict) -> str | None:
-        """The adapter a request needs (acquired), or None to pass it through untouched."""
+    async def _resolve(self, scope, path: str, service: AdapterService, payload: dict) -> "_Served | None":
+        """How a generation request is served (its adapter acquired), or None to pass it through untouched."""
         model = payload.get("model")
+        uses_t2l = "task_description" in payload or (isinstance(model, str) and model.startswith(ADAPTER_PREFIX))
+        if uses_t2l and payload.get("background"):
+            # A background response outlives this request, so no reference could cover it.
+            raise _HTTPError(400, "background responses cannot use t2l adapters; drop `background`", "background")
         if "task_description" in payload:
-            description = payload.pop("task_description")
-            models = scope["app"].state.openai_serving_models
-            try:
-                wanted = service.adapter_id_for(description)
-            except ValueError as e:
-                raise _HTTPError(400, str(e), "task_description") from None
-            if model and not models.is_base_model(model) and model != wanted:
-                raise _HTTPError(
-                    400,
-                    f"task_description selects its own adapter; drop `model` ({model!r}) or set it to the base model",
-                    "model",
-                )
-            try:
-                adapter_id = await service.acquire_description(description)
-            except GenerationFailed as e:
-                logger.exception("adapter generation failed")
-                raise _HTTPError(500, str(e), "task_description") from None
-            payload["model"] = adapter_id
-            return adapter_id
+            return await self._serve_description(scope, path, service, payload)
         if isinstance(model, str) and model.startswith(ADAPTER_PREFIX):
             if not ADAPTER_ID_RE.match(model):
                 raise _HTTPError(404, f"The model `{model}` does not exist: not a valid t2l adapter id.", "model")
             try:
-                return await service.acquire_id(model)
+                aid = await service.acquire_id(model)
             except AdapterNotFound:
                 raise _HTTPError(404, f"The model `{model}` does not exist (no such t2l adapter).", "model") from None
             except GenerationFailed as e:
                 raise _HTTPError(500, str(e), "model") from None
+            return _Served(aid, [(ADAPTER_HEADER, aid.encode())])
         return None
+
+    async def _serve_description(self, scope, path: str, service: AdapterService, payload: dict) -> "_Served":
+        """`task_description`: through its adapter, the prompt, or both, as the confidence policy says."""
+        description = payload.pop("task_description")
+        model = payload.get("model")
+        models = scope["app"].state.openai_serving_models
+        try:
+            wanted = service.adapter_id_for(description)
+            route, confidence = await service.route_for(description)
+        except ValueError as e:
+            raise _HTTPError(400, str(e), "task_description") from None
+        except GenerationFailed as e:
+            raise _HTTPError(500, str(e), "task_description") from None
+        is_base = isinstance(model, str) and models.is_base_model(model)
+        if model and not is_base and model != wanted:
+            raise _HTTPError(
+                400,
+                f"task_description selects its own adapter; drop `model` ({model!r}) or set it to the base model",
+                "model",
+            )
+        text = normalize_description(description, service.config.max_description_chars)
+        if route != "adapter" and not add_instructions(path, payload, text):
+            route = "adapter"  # e.g. token-id prompts: no text to put the description in
+        aid = None
+        if route != "prompt":
+            try:
+                aid = await service.acquire_description(description)
+            except GenerationFailed as e:
+                raise _HTTPError(500, str(e), "task_description") from None
+            payload["model"] = aid
+            confidence = service.confidence(aid) if confidence is None else confidence
+        elif not is_base:
+            payload["model"] = models.base_model_paths[0].name  # the response names the model that served it
+        service.metrics.served.labels(route).inc()
+        headers = [(SERVED_BY_HEADER, route.encode())]
+        if confidence is not None:
+            service.metrics.confidence.observe(confidence)
+            headers.append((CONFIDENCE_HEADER, f"{confidence:.4f}".encode()))
+        if aid is not None:
+            headers.append((ADAPTER_HEADER, aid.encode()))
+        return _Served(aid, headers)
+
+
+@dataclass(frozen=True)
+class _Served:
+    """The adapter a request holds (None on the prompt path) and the headers its response gets."""
+
+    adapter_id: str | None
+    headers: list[tuple[bytes, bytes]]
+
+
+def _refuse_t2l(path: str, payload: dict) -> None:
+    """400 for t2l ids and task_description on a route that is not served through a held adapter."""
+    for (method, prefix), field in LORA_ADMIN_ROUTES.items():
+        if method == "POST" and path == prefix:
+            name = payload.get(field)
+            if isinstance(name, str) and name.startswith(ADAPTER_PREFIX):
+                raise _HTTPError(400, json.loads(_t2l_managed(name))["error"]["message"], field)
+    model = payload.get("model")
+    if "task_description" in payload or (isinstance(model, str) and model.startswith(ADAPTER_PREFIX)):
+        routes = ", ".join(sorted(ADAPTER_ROUTES))
+        raise _HTTPError(
+            400, f"{path} does not serve t2l adapters; task_description and t2l- models work on {routes}",
+            "task_description" if "task_description" in payload else "model",
+        )
+
+
+def _t2l_managed(name: str) -> bytes:
+    return error_body(
+        400, f"{name!r}: t2l- adapters are managed by t2l-vllm; use /v1/t2l/adapters to create or delete them",
+        "lora_name",
+    )
+
+
+def _is_multipart(scope) -> bool:
+    for k, v in scope.get("headers") or []:
+        if k.lower() == b"content-type":
+            return v.lower().startswith(b"multipart/")
+    return False
 
 
 class _HTTPError(Exception):
@@ -226,7 +373,7 @@ def _replay(body: bytes, receive):
 
 
 def _admin_router() -> APIRouter:
-    router = APIRouter(prefix="/v1/t2l")
+    router = APIRouter(prefix=ADMIN_PREFIX.rstrip("/"))
 
     def err(status: int, message: str, param: str | None = None) -> Response:
         return Response(error_body(status, message, param), status_code=status, media_type="application/json")
@@ -243,8 +390,8 @@ def _admin_router() -> APIRouter:
     async def create_adapter(request: Request):
         try:
             payload = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            return err(400, f"request body is not valid JSON: {e}")
+        except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return err(400, f"request body is not valid JSON: {type(e).__name__}")
         if not isinstance(payload, dict) or "task_description" not in payload:
             return err(400, "expected a JSON object with a task_description string", "task_description")
         try:
@@ -306,12 +453,28 @@ class T2LEndpointPlugin:
     required_tasks = ("generate",)
 
     def attach_router(self, app) -> None:
+        import vllm.envs
+
         app.include_router(_admin_router())
         app.add_middleware(TaskDescriptionMiddleware)
+        # Added last, so it runs first: no request reaches the adapter middleware without the key.
+        args = getattr(app.state, "args", None)
+        tokens = [k for k in (getattr(args, "api_key", None) or [vllm.envs.VLLM_API_KEY]) if k]
+        if tokens:
+            app.add_middleware(ApiKeyMiddleware, tokens=tokens, public_paths=ServeConfig.from_env().public_paths)
 
     async def init_state(self, engine_client, state, args: Namespace) -> None:
         if engine_client is None:
             return
+        count = getattr(args, "api_server_count", None)
+        if count is not None and count > 1:
+            # Each API-server process would run its own adapter service over one
+            # engine core: clashing LoRA integer ids, per-process single flight
+            # and disk LRUs deleting files a sibling serves.
+            raise RuntimeError(
+                f"t2l-vllm supports one API-server process per engine, got --api-server-count {count}; "
+                "run several servers behind a load balancer instead"
+            )
         service = await asyncio.get_running_loop().run_in_executor(
             None, build_service, state.openai_serving_models, engine_client, args
         )
@@ -347,7 +510,13 @@ def build_service(serving_models, engine_client, args: Namespace) -> AdapterServ
 
 
 class _T2LResolver(LoRAResolver):
-    """LoRA resolver for stored `t2l-<hash>` ids (vLLM consults it for unknown model names)."""
+    """LoRA resolver for stored `t2l-<hash>` ids (vLLM consults it for unknown model names).
+
+    Only for a plain vLLM server without our endpoint plugin. With the adapter
+    service running it declines: the middleware makes t2l ids resident itself,
+    with a reference held for the request, and an adapter registered here
+    would be counted by nobody.
+    """
 
     def __init__(self):
         self.service: AdapterService | None = None
@@ -355,18 +524,17 @@ class _T2LResolver(LoRAResolver):
     async def resolve_lora(self, base_model_name: str, lora_name: str):
         from vllm.lora.request import LoRARequest
 
-        from .store import AdapterStore
+        from .store import AdapterStore, StoredAdapterInvalid
 
-        if not ADAPTER_ID_RE.match(lora_name):
+        if self.service is not None or not ADAPTER_ID_RE.match(lora_name):
             return None
-        if self.service is not None:
-            store = self.service.store
-        else:  # a plain `vllm serve` with only the general plugin
-            config = ServeConfig.from_env()
+        config = ServeConfig.from_env()
+        try:
             store = AdapterStore(config.adapter_dir, config.fast_dir)
-        if not store.exists(lora_name):
+            path = await asyncio.get_running_loop().run_in_executor(None, store.verified_path, lora_name)
+        except (KeyError, StoredAdapterInvalid, ValueError, OSError) as e:
+            logger.warning("t2l-vllm resolver: not serving %s (%s)", lora_name, type(e).__name__)
             return None
-        path = await asyncio.get_running_loop().run_in_executor(None, store.load_path, lora_name)
         # vLLM overwrites lora_int_id with its own counter.
         return LoRARequest(lora_name=lora_name, lora_int_id=1, lora_path=str(path))
 

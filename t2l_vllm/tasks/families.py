@@ -9,46 +9,23 @@ make it learn the task rather than the wording.
 
 Generators take a `random.Random` and must draw from it only (never the global
 random state), so that a seed fully determines the examples.
+
+FAMILIES, the registry the rest of the package uses, holds these short-answer
+families (SHORT_FAMILIES) followed by the open-ended ones of open_families.py;
+`TaskFamily.answer` tells them apart.
 """
 
 from __future__ import annotations
 
 import datetime
 import random
-from dataclasses import dataclass
 from typing import Callable
 
 from t2l_vllm.tasks import wordlists as wl
+from t2l_vllm.tasks.base import ANSWER_TYPES, MIN_DESCRIPTIONS, TaskFamily  # noqa: F401 (re-exported)
+from t2l_vllm.tasks.open_families import OPEN_FAMILIES
 
 VOWELS = "aeiou"
-MIN_DESCRIPTIONS = 10
-
-
-@dataclass(frozen=True)
-class TaskFamily:
-    """One procedurally generated task and the ways of describing it."""
-
-    name: str
-    kind: str
-    descriptions: tuple[str, ...]
-    generate: Callable[[random.Random], tuple[str, str]]
-
-    def __post_init__(self) -> None:
-        if not self.name or not self.name.strip():
-            raise ValueError("task family name must be non-empty")
-        if not self.kind or not self.kind.strip():
-            raise ValueError(f"{self.name}: kind must be non-empty")
-        if not isinstance(self.descriptions, tuple):
-            raise ValueError(f"{self.name}: descriptions must be a tuple")
-        if any(not isinstance(d, str) or not d.strip() for d in self.descriptions):
-            raise ValueError(f"{self.name}: every description must be a non-empty string")
-        if len(set(self.descriptions)) != len(self.descriptions):
-            raise ValueError(f"{self.name}: descriptions must be unique")
-        if len(self.descriptions) < MIN_DESCRIPTIONS:
-            raise ValueError(
-                f"{self.name}: needs at least {MIN_DESCRIPTIONS} descriptions, "
-                f"got {len(self.descriptions)}"
-            )
 
 
 # ---------------------------------------------------------------- helpers
@@ -1210,4 +1187,18 @@ def _build_families() -> dict[str, TaskFamily]:
     }
 
 
-FAMILIES: dict[str, TaskFamily] = _build_families()
+def _merge(*registries: dict[str, TaskFamily]) -> dict[str, TaskFamily]:
+    merged: dict[str, TaskFamily] = {}
+    for registry in registries:
+        for name, family in registry.items():
+            if name in merged:
+                raise ValueError(f"duplicate task family {name!r}")
+            merged[name] = family
+    return merged
+
+
+SHORT_FAMILIES: dict[str, TaskFamily] = _build_families()
+# Short-answer families first, in their historical order, then the open-ended
+# ones (open_families.py): code that walks FAMILIES in order sees the old
+# families exactly where they were.
+FAMILIES: dict[str, TaskFamily] = _merge(SHORT_FAMILIES, OPEN_FAMILIES)

@@ -11,6 +11,12 @@ Three splits, so that evaluation can tell apart "learned the training tasks",
   larger_number, english_to_spanish / english_to_french, ...), so transfer is
   plausible, but never appears in training in any form.
 
+Families have an `answer` type (base.py): "short" (exact-match answers, the
+original 54 families) or "open" (sentences and structured text,
+open_families.py). `make_examples(None, ...)` keeps generating the short
+families only unless asked otherwise (`answer="open"` or `"all"`), so the
+documented commands still reproduce examples/tasks/ byte for byte.
+
 Every example is one JSON object per line with exactly the string keys
 task, description, input, target. Generation is deterministic given the seed:
 each family gets its own `random.Random` seeded from a SHA-256 of the seed and
@@ -26,6 +32,7 @@ import random
 from pathlib import Path
 from typing import Iterable
 
+from t2l_vllm.tasks.base import ANSWER_TYPES
 from t2l_vllm.tasks.families import FAMILIES, TaskFamily
 
 HELD_OUT_FAMILIES: tuple[str, ...] = (
@@ -40,11 +47,22 @@ HELD_OUT_FAMILIES: tuple[str, ...] = (
     "email_username",      # sibling: email_domain
     "date_iso_to_us",      # sibling: date_iso_to_dmy
     "camel_to_snake",      # sibling: snake_to_camel
+    # open-ended families (answer="open")
+    "rewrite_future_tense",     # sibling: rewrite_past_tense
+    "summarize_match_report",   # sibling: summarize_weather, summarize_sales, ...
+    "news_topic",               # sibling: ticket_category, email_intent
+    "extract_person_json",      # sibling: extract_contact_json
+    "names_to_sorted_bullets",  # sibling: items_to_bullets
+    "csv_to_markdown_table",    # sibling: records_to_markdown_table
+    "phrase_to_german",         # sibling: phrase_to_french, phrase_to_spanish
+    "answer_in_uppercase",      # sibling: answer_full_sentence
 )
 HELD_OUT_DESCRIPTIONS_PER_FAMILY = 2
 
 SPLITS = ("train", "heldout-desc", "heldout-family")
 EXAMPLE_KEYS = ("task", "description", "input", "target")
+# Which families by answer type: one of ANSWER_TYPES, or all of them.
+ANSWER_SELECTORS = (*ANSWER_TYPES, "all")
 
 
 def _family(family: str | TaskFamily) -> TaskFamily:
@@ -56,14 +74,24 @@ def _family(family: str | TaskFamily) -> TaskFamily:
         raise ValueError(f"unknown task family {family!r}") from None
 
 
-def training_families() -> list[TaskFamily]:
-    """All families not held out, in registry order."""
-    return [f for name, f in FAMILIES.items() if name not in HELD_OUT_FAMILIES]
+def _check_answer(answer: str) -> None:
+    if answer not in ANSWER_SELECTORS:
+        raise ValueError(f"answer must be one of {ANSWER_SELECTORS}, got {answer!r}")
 
 
-def held_out_families() -> list[TaskFamily]:
-    """Families never seen in training, in HELD_OUT_FAMILIES order."""
-    return [FAMILIES[name] for name in HELD_OUT_FAMILIES]
+def _of_answer(families: list[TaskFamily], answer: str) -> list[TaskFamily]:
+    _check_answer(answer)
+    return [f for f in families if answer == "all" or f.answer == answer]
+
+
+def training_families(answer: str = "all") -> list[TaskFamily]:
+    """Families not held out, in registry order; `answer` = "short", "open" or "all"."""
+    return _of_answer([f for name, f in FAMILIES.items() if name not in HELD_OUT_FAMILIES], answer)
+
+
+def held_out_families(answer: str = "all") -> list[TaskFamily]:
+    """Families never seen in training, in HELD_OUT_FAMILIES order; `answer` as in training_families."""
+    return _of_answer([FAMILIES[name] for name in HELD_OUT_FAMILIES], answer)
 
 
 def train_descriptions(family: str | TaskFamily) -> tuple[str, ...]:
@@ -93,20 +121,28 @@ def make_examples(
     split: str,
     n_per_family: int,
     seed: int,
+    answer: str | None = None,
 ) -> list[dict]:
     """n_per_family examples per family for the split, grouped by family in the given order.
 
-    `families=None` means every family of the split. Asking for a family that
-    does not belong to the split is a ValueError, so held-out data cannot leak
-    into training by mistake. Each example's description is drawn uniformly
-    from the split's descriptions of its family.
+    `families=None` means every family of the split whose answer type matches
+    `answer` ("short", "open" or "all"); `answer=None` there means "short", the
+    suite as it was before the open-ended families, so existing commands keep
+    producing the same files. With an explicit family list, `answer=None`
+    accepts any family and a given `answer` must match every family listed.
+    Asking for a family that does not belong to the split is a ValueError, so
+    held-out data cannot leak into training by mistake. Each example's
+    description is drawn uniformly from the split's descriptions of its family.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if n_per_family < 0:
         raise ValueError(f"n_per_family must be >= 0, got {n_per_family}")
+    if answer is not None:
+        _check_answer(answer)
     if families is None:
-        fams = held_out_families() if split == "heldout-family" else training_families()
+        selector = answer or "short"
+        fams = held_out_families(selector) if split == "heldout-family" else training_families(selector)
     else:
         fams = [_family(f) for f in families]
     examples: list[dict] = []
@@ -114,6 +150,8 @@ def make_examples(
         held_out = fam.name in HELD_OUT_FAMILIES
         if (split == "heldout-family") != held_out:
             raise ValueError(f"family {fam.name!r} does not belong to split {split!r}")
+        if answer not in (None, "all") and fam.answer != answer:
+            raise ValueError(f"family {fam.name!r} has {fam.answer!r} answers, not {answer!r}")
         descriptions = train_descriptions(fam) if split == "train" else held_out_descriptions(fam)
         rng = random.Random(family_seed(seed, fam.name))
         for _ in range(n_per_family):

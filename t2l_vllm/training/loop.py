@@ -1,4 +1,4 @@
-"""Plumbing every trainer shares: the loss, learning-rate schedule, resume state and log.
+"""Plumbing every trainer shares: the loss, learning-rate schedule, resume state, log and step loop.
 
 A run folder holds
     run_config.json   the trainer's config; a resumed run must match it
@@ -6,6 +6,8 @@ A run folder holds
     log.jsonl         one line per logged step
 so killing a run at any point and starting the same command again continues
 from the last saved step with the same batches (batches depend on (seed, step)).
+A trainer says how to compute one step's loss and how to save and load its
+weights; `run_steps` does everything else.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +31,8 @@ LOG_NAME = "log.jsonl"
 
 # progress(step, total_steps, record) is called after every step; the CLI draws a bar with it.
 Progress = Callable[[int, int, dict], None]
+# step_loss(step) -> (loss, log fields) for 0-based `step`; its batch must depend on (seed, step) only.
+StepLoss = Callable[[int], tuple[torch.Tensor, dict]]
 
 
 def completion_loss(model, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -67,8 +72,8 @@ def description_embeddings(encoder_config, base_model_dir: Path, descriptions) -
     return dict(zip(texts, encoder.encode(texts)))
 
 
-def start_run(out_dir: Path, config: Any) -> dict | None:
-    """Create the run folder or check it belongs to `config`; returns the saved state, if any."""
+def start_run(out_dir: Path, config: Any) -> None:
+    """Create the run folder or check it belongs to `config` (before any model is loaded)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = asdict(config)
     cfg_path = out_dir / RUN_CONFIG_NAME
@@ -82,21 +87,87 @@ def start_run(out_dir: Path, config: Any) -> dict | None:
             )
     else:
         cfg_path.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+
+
+def run_steps(
+    optimizer: torch.optim.Optimizer,
+    step_loss: StepLoss,
+    *,
+    steps: int,
+    lr: float,
+    warmup_steps: int,
+    out_dir: Path | None = None,
+    save_every: int = 1,
+    save: Callable[[int], dict] | None = None,
+    load: Callable[[dict], None] | None = None,
+    clip_grad_norm: float | None = None,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """Train from the last saved step (or 0) up to `steps`; returns this call's log records.
+
+    Each step: learning rate `lr_at(step, steps, lr, warmup_steps)`, loss from
+    `step_loss`, zero_grad, backward, optional clipping, optimizer step; then the
+    record {"step", <step_loss's fields>, ["grad_norm"], "lr", "sec"} is logged.
+
+    Args:
+        optimizer: over the trainable weights.
+        step_loss: step -> (loss, log fields).
+        out_dir: the run folder (made by `start_run`): resume from its train_state.pt,
+            append to its log.jsonl, save every `save_every` steps and after the last.
+            None: keep nothing on disk (the caller saves the result).
+        save: with `out_dir`: writes the trainer's output for a step (checkpoint or
+            adapter folder) and returns the trainable weights train_state.pt keeps.
+        load: with `out_dir`: restores weights `save` returned, on resume.
+        clip_grad_norm: clip the gradient to this total norm and log it as "grad_norm".
+        progress: called after every step with (step, steps, record).
+    """
+    if out_dir is not None and (save is None or load is None):
+        raise ValueError("run_steps with out_dir needs save and load")
+    step = 0 if out_dir is None else _resume(out_dir, optimizer, load)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    records = []
+    while step < steps:
+        t0 = time.perf_counter()
+        step_lr = lr_at(step, steps, lr, warmup_steps)
+        set_lr(optimizer, step_lr)
+        loss, fields = step_loss(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad_norm is not None:
+            fields["grad_norm"] = round(float(torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)), 4)
+        optimizer.step()
+        step += 1
+        record = {"step": step, **fields, "lr": step_lr, "sec": round(time.perf_counter() - t0, 3)}
+        records.append(record)
+        if out_dir is not None:
+            log_record(out_dir, record)
+            if step % save_every == 0 or step == steps:
+                _save_state(out_dir, {"step": step, "model": save(step), "optimizer": optimizer.state_dict()})
+        if progress is not None:
+            progress(step, steps, record)
+    return records
+
+
+def _resume(out_dir: Path, optimizer: torch.optim.Optimizer, load: Callable[[dict], None]) -> int:
+    """The last saved step (0: none), with weights and optimizer state restored."""
     state_path = out_dir / STATE_NAME
-    if not state_path.is_file():
-        return None
-    state = torch.load(state_path, map_location="cpu", weights_only=False)
-    # Steps logged after the last save are redone on resume: drop their old lines.
+    step = 0
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        load(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+    # Steps logged after the last save are redone now: drop their old lines.
     log = out_dir / LOG_NAME
     if log.is_file():
         lines = log.read_text(encoding="utf-8").splitlines()
-        kept = [line for line in lines if json.loads(line).get("step", 0) <= state["step"]]
+        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
         if len(kept) != len(lines):
             log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    return state
+    return step
 
 
-def save_state(out_dir: Path, state: dict) -> None:
+def _save_state(out_dir: Path, state: dict) -> None:
     tmp = out_dir / (STATE_NAME + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, out_dir / STATE_NAME)

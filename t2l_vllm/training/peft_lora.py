@@ -30,6 +30,7 @@ from t2l_vllm.config import HypernetConfig
 from t2l_vllm.peft_format import WEIGHTS_FILE, lora_kwargs
 from t2l_vllm.prompts import PROMPT_STYLES
 from t2l_vllm.tasks.families import TaskFamily
+from t2l_vllm.tasks import ANSWER_SELECTORS
 from t2l_vllm.tasks.splits import family_seed, training_families
 from t2l_vllm.training import loop
 from t2l_vllm.training.data import collate, pad_id, sample_step, tokenize_example
@@ -70,7 +71,12 @@ class MultitaskConfig:
     save_every: int = 50
     style: str = "base+desc"
 
+    # Which training families: "short" (the original suite, what the shipped checkpoint saw), "open" or "all".
+    answer: str = "short"
+
     def __post_init__(self) -> None:
+        if self.answer not in ANSWER_SELECTORS:
+            raise ValueError(f"answer must be one of {', '.join(ANSWER_SELECTORS)}, got {self.answer!r}")
         if self.style not in PROMPT_STYLES:
             raise ValueError(f"style must be one of {PROMPT_STYLES}, got {self.style!r}")
         if self.steps < 1 or self.tasks_per_batch < 1 or self.save_every < 1:
@@ -119,15 +125,15 @@ def train_oracles(
         params = [p for p in peft_model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
         rng = random.Random(family_seed(config.seed, f"oracle-data-{fam.name}"))
-        losses = []
-        for step in range(config.steps):
-            loop.set_lr(optimizer, loop.lr_at(step, config.steps, config.lr, config.warmup_steps))
+
+        def step_loss(step: int) -> tuple[torch.Tensor, dict]:
             rows = [tokenize_example(tokenizer, "t2l", ex, config.max_tokens) for ex in _family_batch(fam, rng, config.batch_size)]
             loss = loop.completion_loss(peft_model.get_base_model(), collate(rows, pad))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            return loss, {"loss": loss.item()}
+
+        # No per-step files: a family is short, and its folder is written only when it is done.
+        records = loop.run_steps(optimizer, step_loss, steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps)
+        losses = [r["loss"] for r in records]
         tail = losses[-max(1, len(losses) // 4) :]
         tmp = Path(tempfile.mkdtemp(prefix=f".{fam.name}.", dir=out_dir))
         peft_model.save_pretrained(str(tmp))
@@ -159,37 +165,28 @@ def train_multitask(
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     out_dir, base_model_dir = Path(out_dir), Path(base_model_dir)
-    state = loop.start_run(out_dir, config)
+    loop.start_run(out_dir, config)
     model, tokenizer = loop.load_frozen_base(base_model_dir)
     torch.manual_seed(config.seed)
     peft_model = get_peft_model(model, peft_lora_config(hypernet_config))
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    step = 0
-    if state is not None:
-        set_peft_model_state_dict(peft_model, state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
-    families = training_families()
+    families = training_families(config.answer)
     pad = pad_id(tokenizer)
-    while step < config.steps:
-        t0 = time.perf_counter()
-        lr = loop.lr_at(step, config.steps, config.lr, config.warmup_steps)
-        loop.set_lr(optimizer, lr)
+
+    def step_loss(step: int) -> tuple[torch.Tensor, dict]:
         examples = sample_step(families, config.tasks_per_batch, config.seed, step)
         rows = [tokenize_example(tokenizer, config.style, ex, config.max_tokens) for ex in examples]
         loss = loop.completion_loss(peft_model.get_base_model(), collate(rows, pad))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        record = {"step": step, "loss": round(loss.item(), 5), "lr": lr, "sec": round(time.perf_counter() - t0, 3)}
-        loop.log_record(out_dir, record)
-        if step % config.save_every == 0 or step == config.steps:
-            peft_model.save_pretrained(str(out_dir / "adapter"))
-            loop.save_state(
-                out_dir, {"step": step, "model": get_peft_model_state_dict(peft_model), "optimizer": optimizer.state_dict()}
-            )
-        if progress is not None:
-            progress(step, config.steps, record)
+        return loss, {"loss": round(loss.item(), 5)}
+
+    def save(step: int) -> dict:
+        peft_model.save_pretrained(str(out_dir / "adapter"))
+        return get_peft_model_state_dict(peft_model)
+
+    loop.run_steps(
+        optimizer, step_loss, steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps,
+        out_dir=out_dir, save_every=config.save_every, save=save,
+        load=lambda weights: set_peft_model_state_dict(peft_model, weights), progress=progress,
+    )
     return out_dir / "adapter"

@@ -11,7 +11,6 @@ No base model is needed: this is cheap, but it only learns the library's tasks.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from t2l_vllm.checkpoint import save_hypernet
 from t2l_vllm.config import HypernetConfig
 from t2l_vllm.hypernet import HyperLoRA
 from t2l_vllm.peft_format import WEIGHTS_FILE
+from t2l_vllm.tasks import ANSWER_SELECTORS
 from t2l_vllm.tasks.splits import family_seed, train_descriptions, training_families
 from t2l_vllm.training import loop
 
@@ -42,7 +42,12 @@ class ReconConfig:
     seed: int = 0
     save_every: int = 100
 
+    # Which training families: "short" (the original suite, what the shipped checkpoint saw), "open" or "all".
+    answer: str = "short"
+
     def __post_init__(self) -> None:
+        if self.answer not in ANSWER_SELECTORS:
+            raise ValueError(f"answer must be one of {', '.join(ANSWER_SELECTORS)}, got {self.answer!r}")
         if self.steps < 1 or self.tasks_per_batch < 1 or self.save_every < 1:
             raise ValueError("steps, tasks_per_batch and save_every must be >= 1")
         if not self.lr > 0:
@@ -84,8 +89,8 @@ def train_reconstruction(
 ) -> Path:
     """Run (or resume) reconstruction training; returns `out_dir/checkpoint`."""
     out_dir = Path(out_dir)
-    state = loop.start_run(out_dir, config)
-    families = training_families()
+    loop.start_run(out_dir, config)
+    families = training_families(config.answer)
     if config.tasks:
         wanted = config.tasks.split(",")
         unknown = sorted(set(wanted) - {f.name for f in families})
@@ -95,21 +100,14 @@ def train_reconstruction(
     deltas = load_library_deltas(Path(config.library), hypernet_config, [f.name for f in families])
     net = HyperLoRA.initialise(hypernet_config, seed=config.seed).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=0.0)
-    step = 0
-    if state is not None:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
     emb = loop.description_embeddings(
         hypernet_config.encoder, Path(base_model_dir), [d for fam in families for d in train_descriptions(fam)]
     )
-    while step < config.steps:
-        t0 = time.perf_counter()
+
+    def step_loss(step: int) -> tuple[torch.Tensor, dict]:
         rng = random.Random(family_seed(config.seed, f"recon-step-{step}"))
         chosen = rng.sample(families, min(config.tasks_per_batch, len(families)))
         descs = [rng.choice(train_descriptions(f)) for f in chosen]
-        lr = loop.lr_at(step, config.steps, config.lr, config.warmup_steps)
-        loop.set_lr(optimizer, lr)
         lora = net(torch.stack([emb[d] for d in descs]))
         terms = []
         for name, (a, b) in lora.factors.items():
@@ -117,15 +115,14 @@ def train_reconstruction(
             target = torch.stack([deltas[f.name][name] for f in chosen])
             terms.append((b @ a - target).abs().mean())
         loss = torch.stack(terms).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        record = {"step": step, "l1": float(f"{loss.item():.4g}"), "lr": lr, "sec": round(time.perf_counter() - t0, 3)}
-        loop.log_record(out_dir, record)
-        if step % config.save_every == 0 or step == config.steps:
-            save_hypernet(net, out_dir / CHECKPOINT_DIR, metadata={"trainer": "reconstruction", "step": step})
-            loop.save_state(out_dir, {"step": step, "model": net.state_dict(), "optimizer": optimizer.state_dict()})
-        if progress is not None:
-            progress(step, config.steps, record)
+        return loss, {"l1": float(f"{loss.item():.4g}")}
+
+    def save(step: int) -> dict:
+        save_hypernet(net, out_dir / CHECKPOINT_DIR, metadata={"trainer": "reconstruction", "step": step})
+        return net.state_dict()
+
+    loop.run_steps(
+        optimizer, step_loss, steps=config.steps, lr=config.lr, warmup_steps=config.warmup_steps,
+        out_dir=out_dir, save_every=config.save_every, save=save, load=net.load_state_dict, progress=progress,
+    )
     return out_dir / CHECKPOINT_DIR

@@ -1,0 +1,75 @@
+"""The server's side of a mode: deltas of its t2l_* Prometheus metrics over the mode."""
+
+from __future__ import annotations
+
+STAGES = ("encode", "hypernet", "write", "register")
+
+
+async def scrape_metrics(http) -> dict:
+    """The t2l_* samples of the server's Prometheus /metrics: {(name, labels): value}.
+
+    `http` is an httpx.AsyncClient on the server's root URL.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = await http.get("/metrics")
+    r.raise_for_status()
+    out = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            if s.name.startswith("t2l_"):
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _delta(before: dict, after: dict, name: str, **labels) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Prometheus' histogram_quantile over (upper bound, cumulative count) pairs, linear within a bucket."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank, lower, below = q * buckets[-1][1], 0.0, 0.0
+    for upper, cum in buckets:
+        if cum >= rank:
+            if upper == float("inf"):
+                return lower  # beyond the last finite bound: report that bound
+            return lower + (upper - lower) * (rank - below) / max(cum - below, 1e-12)
+        lower, below = upper, cum
+    return lower
+
+
+def stage_histogram(before: dict, after: dict, stage: str) -> dict:
+    """Per-stage generation time over the mode: count, mean and bucket-estimated p50/p95 (ms)."""
+    name = "t2l_adapter_generation_seconds"
+    count = _delta(before, after, f"{name}_count", stage=stage)
+    total = _delta(before, after, f"{name}_sum", stage=stage)
+    buckets = sorted(
+        (float(dict(labels)["le"]), value - before.get((sample, labels), 0.0))
+        for (sample, labels), value in after.items()
+        if sample == f"{name}_bucket" and dict(labels).get("stage") == stage
+    )
+    p50, p95 = histogram_quantile(buckets, 0.5), histogram_quantile(buckets, 0.95)
+    return {
+        "count": int(count),
+        "mean_ms": round(1e3 * total / count, 2) if count else None,
+        "p50_ms": round(1e3 * p50, 2) if count and p50 is not None else None,
+        "p95_ms": round(1e3 * p95, 2) if count and p95 is not None else None,
+    }
+
+
+def server_deltas(before: dict, after: dict) -> dict:
+    hits = _delta(before, after, "t2l_adapter_cache_total", result="hit")
+    misses = _delta(before, after, "t2l_adapter_cache_total", result="miss")
+    stages = {s: stage_histogram(before, after, s) for s in STAGES}
+    means = [stages[s]["mean_ms"] for s in STAGES]
+    return {
+        "generation_ms": stages,
+        "generation_plus_register_mean_ms": round(sum(means), 2) if all(m is not None for m in means) else None,
+        "cache": {"hit": int(hits), "miss": int(misses), "hit_rate": round(hits / (hits + misses), 3) if hits + misses else None},
+        "singleflight_joins": int(_delta(before, after, "t2l_adapter_singleflight_joins_total")),
+        "generation_errors": int(_delta(before, after, "t2l_adapter_generation_errors_total")),
+        "evictions": {t: int(_delta(before, after, "t2l_adapter_evictions_total", tier=t)) for t in ("engine", "disk")},
+    }
