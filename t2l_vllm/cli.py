@@ -99,7 +99,7 @@ def _progress_bar(desc: str):
         if bar is None:
             bar = tqdm(total=total, initial=step - 1, desc=desc, dynamic_ncols=True)
         bar.update(step - bar.n)
-        bar.set_postfix({k: v for k, v in record.items() if k in ("loss", "ce", "l1", "task")})
+        bar.set_postfix({k: v for k, v in record.items() if k in ("loss", "ce", "kl", "l1", "task")})
         if step >= total:
             bar.close()
 
@@ -185,7 +185,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     base, hypernet = _resolve_models(args)
     if not any(m in GENERATED_MODES for m in modes):
         hypernet = None  # no adapter is generated: results must not name a hypernetwork
-    config = EvalConfig(modes=modes, max_tokens=args.max_tokens, seed=args.seed)
+    config = EvalConfig(modes=modes, max_tokens=args.max_tokens, seed=args.seed,
+                        policy=args.policy, min_confidence=args.min_confidence)
     t0 = time.perf_counter()
     results = run_eval(
         examples, base, Path(args.out), config, hypernet_dir=hypernet,
@@ -231,6 +232,7 @@ def cmd_confidence_index(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .confidence import DEFAULT_MIN_CONFIDENCE, DEFAULT_POLICY, POLICIES
     from .serving.config import ServeConfig
 
     p = argparse.ArgumentParser(prog="t2l-vllm", description="Text-to-LoRA adapters for vLLM")
@@ -318,13 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score modes (base, base+desc, t2l, ...) on a JSONL task file with one vLLM engine")
     ev.add_argument("--tasks", required=True, help="JSONL file: task, description, input, target per line")
     ev.add_argument("--modes", default="base,base+desc,t2l,t2l+desc",
-                    help="comma-separated: base, base+desc, t2l, t2l+desc, multitask, oracle, random-desc, other-desc")
+                    help="comma-separated: base, base+desc, t2l, t2l+desc, multitask, oracle, random-desc, other-desc, "
+                    "policy (what t2l-vllm serve serves with --policy and --min-confidence)")
     ev.add_argument("--out", required=True, help="folder for results.json, results.md, predictions.jsonl, averages.png")
     ev.add_argument("--hypernet", help="hypernetwork checkpoint folder (default: the embedded one)")
     ev.add_argument("--base-model", help="base model folder (default: the embedded SmolLM2-135M-Instruct)")
     ev.add_argument("--multitask", help="PEFT adapter folder for mode multitask")
     ev.add_argument("--oracles", help="folder with one PEFT adapter per task for mode oracle")
     ev.add_argument("--max-tokens", type=int, default=32)
+    ev.add_argument("--policy", default=DEFAULT_POLICY, choices=list(POLICIES),
+                    help="mode policy: how a description below --min-confidence is served (as serve's --low-confidence-policy)")
+    ev.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, help="mode policy: the threshold")
     ev.add_argument("--seed", type=int, default=0, help="seed of the robustness probes' descriptions")
     ev.set_defaults(func=cmd_eval)
 

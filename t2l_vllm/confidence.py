@@ -26,6 +26,20 @@ from safetensors.torch import load_file, save_file
 CONFIDENCE_FILE = "confidence.safetensors"
 _KEY = "train_embeddings"
 
+# How a description below the threshold is served, by the server and by `t2l-vllm eval --modes policy`:
+#   adapter  its adapter anyway; prompt  the base model, description as system message;
+#   both     the adapter and the description as system message.
+POLICIES = ("adapter", "prompt", "both")
+DEFAULT_POLICY = "prompt"
+DEFAULT_MIN_CONFIDENCE = 0.55
+
+
+def route(confidence: float | None, policy: str, min_confidence: float) -> str:
+    """The path for one description: the policy below the threshold, else (and when unknown) the adapter."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    return policy if confidence is not None and confidence < min_confidence else "adapter"
+
 
 @dataclass(frozen=True)
 class ConfidenceIndex:

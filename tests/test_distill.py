@@ -29,7 +29,8 @@ def base(tiny_base_dir):
 
 EXAMPLES = [
     {"task": "a", "description": "Translate the word into French.", "input": "hello world", "target": "x"},
-    {"task": "b", "description": "Count the vowels in the input and answer with a number.", "input": "yes no maybe", "target": "y"},
+    {"task": "b", "description": "Count the vowels in the input and answer with a number.", "input": "yes no maybe",
+     "target": "y"},
     {"task": "c", "description": "Reverse the string.", "input": "Paris", "target": "z"},
 ]
 
@@ -191,7 +192,8 @@ def test_a_run_from_before_the_distillation_fields_resumes(tiny_base_dir, tiny_h
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / loop.RUN_CONFIG_NAME).write_text(json.dumps(old))
     with pytest.raises(ValueError, match="different config"):
-        train_sft(tiny_hypernet_config, tiny_base_dir, tmp_path / "run", SFTConfig(steps=1, tasks_per_batch=2, save_every=1, distill_weight=1.0))
+        changed = SFTConfig(steps=1, tasks_per_batch=2, save_every=1, distill_weight=1.0)
+        train_sft(tiny_hypernet_config, tiny_base_dir, tmp_path / "run", changed)
     train_sft(tiny_hypernet_config, tiny_base_dir, tmp_path / "run", config)
     assert json.loads((tmp_path / "run" / loop.RUN_CONFIG_NAME).read_text()) == asdict(config)
 

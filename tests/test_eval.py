@@ -103,7 +103,7 @@ def test_eval_end_to_end_on_the_tiny_model(tiny_base_dir, tiny_hypernet_dir, tin
         assert results["modes"][mode]["average"] == pytest.approx(sum(per_task.values()) / len(per_task))
     outputs = {m: [p["output"] for p in preds if p["mode"] == m] for m in modes}
     assert outputs["t2l"] != outputs["base"]  # the generated adapters are really applied
-    assert (out / "results.md").read_text().count("\n") == len(tasks) + 3
+    assert (out / "results.md").read_text().count("\n") == len(tasks) + 4  # + the median-tokens row
     assert (out / "averages.png").read_bytes()[:4] == b"\x89PNG"
 
     # Greedy decoding and the description -> adapter mapping are reproducible: with
@@ -114,3 +114,40 @@ def test_eval_end_to_end_on_the_tiny_model(tiny_base_dir, tiny_hypernet_dir, tin
     _eval(["--tasks", str(tmp_path / "again.jsonl"), "--modes", "t2l,base", "--out", str(tmp_path / "again"), *common])
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     assert again["modes"]["t2l"]["average"] == 1.0
+
+
+def test_chrf_and_answer_types():
+    from t2l_vllm.evaluation.score import answer_type, chrf
+
+    assert chrf("The cat sat on the mat.", "The cat sat on the mat.") == 1.0
+    assert chrf("", "The cat sat on the mat.") == 0.0
+    near, far = chrf("The cat sat on a mat.", "The cat sat on the mat."), chrf("Dogs bark loudly.", "The cat sat on the mat.")
+    assert 0.5 < near < 1.0 and far < near
+    assert answer_type("even_or_odd") == "short" and answer_type("not-a-suite-task") == "short"
+    from t2l_vllm.tasks import FAMILIES
+
+    assert any(answer_type(name) == "open" for name in FAMILIES)
+
+
+def test_policy_mode_serves_what_the_server_would(tiny_base_dir, tiny_hypernet_with_confidence, tmp_path):
+    """Mode policy, per example: the adapter for a "trained" description (confidence 1.0), the
+    description as system message below the threshold, exactly as `t2l-vllm serve` routes them."""
+    from tests.conftest import TINY_TRAINED_DESCRIPTIONS
+
+    rows = [{"task": "first_letter", "description": d, "input": word, "target": word[0]}
+            for d in (TINY_TRAINED_DESCRIPTIONS[1], "Give the initial of this word, please.") for word in ("cat", "dog")]
+    write_jsonl(tmp_path / "t.jsonl", rows)
+    out = tmp_path / "out"
+    _eval(["--tasks", str(tmp_path / "t.jsonl"), "--modes", "t2l,base+desc,policy", "--out", str(out),
+           "--base-model", str(tiny_base_dir), "--hypernet", str(tiny_hypernet_with_confidence), "--max-tokens", "6",
+           "--policy", "prompt", "--min-confidence", "1.0"])
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    by = {(p["mode"], p["index"]): p for p in preds}
+    for i in range(len(rows)):
+        policy = by[("policy", i)]
+        expected = ("adapter", "t2l") if i < 2 else ("prompt", "base+desc")
+        assert policy["route"] == expected[0]
+        assert policy["output"] == by[(expected[1], i)]["output"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["modes"]["policy"]["routes"] == {"adapter": 2, "prompt": 2}
+    assert results["config"]["policy"] == "prompt" and "median_tokens" in results["modes"]["t2l"]

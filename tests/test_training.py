@@ -132,7 +132,7 @@ def test_sft_steps_reduce_the_loss(base, tiny_base_dir, tiny_hypernet_config, tm
     model, tok = base
     config = SFTConfig(steps=40, lr=3e-3, warmup_steps=2, save_every=20, label_smoothing=0.0)
     ckpt = train_sft(tiny_hypernet_config, tiny_base_dir, tmp_path / "run", config)
-    examples = [ex for step in range(3) for ex in sample_step(training_families(), 8, config.seed, step)]
+    examples = [ex for step in range(3) for ex in sample_step(training_families(config.answer), 8, config.seed, step)]
     before = _fixed_batch_loss(model, tok, HyperLoRA.initialise(tiny_hypernet_config, seed=0), tiny_hypernet_config, examples)
     after = _fixed_batch_loss(model, tok, load_hypernet(ckpt), tiny_hypernet_config, examples)
     assert after < 0.8 * before, (before, after)

@@ -10,11 +10,15 @@ Modes (prompt formats in t2l_vllm.prompts):
     oracle       the task's own oracle LoRA (--oracles/<task>), input alone
     random-desc  robustness probe: adapter from a random string as long as the description
     other-desc   robustness probe: adapter from another task's description
+    policy       what `t2l-vllm serve` serves: per example the path its low-confidence
+                 policy picks (adapter, base+desc, or both) from the checkpoint's confidence
 
 All requests of all modes go to one engine in one `generate` call, so vLLM
 batches them continuously across adapters (multi-LoRA). Decoding is greedy,
-at most `max_tokens` new tokens. Score: exact match of the normalised output
-with the normalised target, per task, then the unweighted mean over tasks.
+at most `max_tokens` new tokens. Score per example: exact match of the normalised
+output with the normalised target for short-answer tasks, chrF (sacrebleu, 0-1)
+for open-ended ones; per task, then the unweighted mean over tasks. Each mode also
+reports its median generated length in tokens (the answer-length collapse probe).
 
 One module per step of `run_eval`: plan (which adapter each request uses),
 run (tokenise, one vLLM engine), score, report (the files).
@@ -56,10 +60,10 @@ def run_eval(
     # Generated adapters live only as long as the run (hundreds of folders, ~1 MB each).
     with tempfile.TemporaryDirectory(prefix="t2l-eval-") as scratch:
         plan = plan_adapters(examples, config.modes, config.seed, scratch, base_model_dir,
-                             hypernet_dir, multitask_dir, oracle_dir)
+                             hypernet_dir, multitask_dir, oracle_dir, config.policy, config.min_confidence)
         requests = build_requests(examples, config.modes, plan, base_model_dir)
         outputs = generate(requests, plan, base_model_dir, config)
-    predictions, mode_scores = score(examples, config.modes, outputs)
+    predictions, mode_scores = score(examples, config.modes, outputs, plan.routes)
     results = make_results(examples, config, base_model_dir, hypernet_dir, mode_scores)
     write_report(results, predictions, out_dir)
     return results

@@ -10,9 +10,10 @@ import json
 import random
 import string
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from t2l_vllm.confidence import DEFAULT_MIN_CONFIDENCE, DEFAULT_POLICY, route
 from t2l_vllm.evaluation.config import GENERATED_MODES
 from t2l_vllm.peft_format import CONFIG_FILE
 from t2l_vllm.tasks.splits import family_seed
@@ -28,11 +29,15 @@ class AdapterPlan:
     folders: adapter name (an adapter id, "multitask" or "oracle:<task>") -> PEFT folder
     by_request: (mode, example index) -> adapter name; a request not in it uses none
     max_rank: the largest rank among them, which sizes vLLM's LoRA slots
+    routes: (mode "policy", example index) -> the path the policy picked (adapter, prompt, both)
+    confidence: description -> its confidence (None without a confidence index)
     """
 
     folders: dict[str, Path]
     by_request: dict[tuple[str, int], str]
     max_rank: int
+    routes: dict[tuple[str, int], str] = field(default_factory=dict)
+    confidence: dict[str, float | None] = field(default_factory=dict)
 
 
 def check_inputs(examples, modes, hypernet_dir, multitask_dir, oracle_dir) -> None:
@@ -76,7 +81,7 @@ def _adapter_descriptions(examples: list[dict], modes: tuple[str, ...], seed: in
     out = {}
     for mode in modes:
         for i, ex in enumerate(examples):
-            if mode in ("t2l", "t2l+desc"):
+            if mode in ("t2l", "t2l+desc", "policy"):
                 out[(mode, i)] = ex["description"]
             elif mode == "random-desc":
                 out[(mode, i)] = random_description(ex["description"], seed)
@@ -94,9 +99,17 @@ def plan_adapters(
     hypernet_dir: str | Path | None,
     multitask_dir: str | Path | None,
     oracle_dir: str | Path | None,
+    policy: str = DEFAULT_POLICY,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> AdapterPlan:
     """Generate the adapters the modes need into `scratch_dir` and locate the others."""
-    folders, by_request, rank = _generate(examples, modes, seed, scratch_dir, base_model_dir, hypernet_dir)
+    folders, by_request, rank, confidence = _generate(examples, modes, seed, scratch_dir, base_model_dir, hypernet_dir)
+    routes = {}
+    if "policy" in modes:  # exactly the server's choice (confidence.route), per example
+        for i, ex in enumerate(examples):
+            routes[("policy", i)] = route(confidence.get(ex["description"]), policy, min_confidence)
+            if routes[("policy", i)] == "prompt":
+                by_request.pop(("policy", i), None)
     if "multitask" in modes:
         folders["multitask"] = Path(multitask_dir)
         by_request.update({("multitask", i): "multitask" for i in range(len(examples))})
@@ -107,14 +120,15 @@ def plan_adapters(
     for path in folders.values():
         cfg = json.loads((path / CONFIG_FILE).read_text())
         rank = max(rank, int(cfg.get("r", DEFAULT_RANK)))
-    return AdapterPlan(folders, by_request, rank)
+    return AdapterPlan(folders, by_request, rank, routes, confidence)
 
 
 def _generate(examples, modes, seed, scratch_dir, base_model_dir, hypernet_dir) -> tuple[dict, dict, int]:
-    """Folders and request map of the generated modes (one adapter per distinct description), and the hypernet's rank."""
+    """Folders, request map and confidences of the generated modes (one adapter per distinct description),
+    and the hypernet's rank."""
     wanted = _adapter_descriptions(examples, modes, seed)
     if not wanted:
-        return {}, {}, DEFAULT_RANK
+        return {}, {}, DEFAULT_RANK, {}
     from t2l_vllm.generator import AdapterGenerator
 
     # Loaded only for this call: its memory is free again before the engine starts.
@@ -122,4 +136,6 @@ def _generate(examples, modes, seed, scratch_dir, base_model_dir, hypernet_dir) 
     made = gen.generate_to_dir(sorted(set(wanted.values())), scratch_dir)
     folders = {adapter.adapter_id: path for adapter, path in made}
     by_request = {key: gen.adapter_id(text) for key, text in wanted.items()}
-    return folders, by_request, gen.hypernet.config.rank
+    by_id = {adapter.adapter_id: adapter.confidence for adapter, _ in made}
+    confidence = {text: by_id[gen.adapter_id(text)] for text in set(wanted.values())}
+    return folders, by_request, gen.hypernet.config.rank, confidence

@@ -13,7 +13,8 @@ def make_results(examples: list[dict], config: EvalConfig, base_model_dir: Path,
     return {
         "n_examples": len(examples),
         "tasks": sorted({ex["task"] for ex in examples}),
-        "config": {"modes": list(config.modes), "max_tokens": config.max_tokens, "seed": config.seed},
+        "config": {"modes": list(config.modes), "max_tokens": config.max_tokens, "seed": config.seed,
+                   **({"policy": config.policy, "min_confidence": config.min_confidence} if "policy" in config.modes else {})},
         "base_model": str(base_model_dir),
         "hypernet": str(hypernet_dir) if hypernet_dir else None,
         "modes": mode_scores,
@@ -30,12 +31,14 @@ def write_report(results: dict, predictions: list[dict], out_dir: Path) -> None:
 
 
 def markdown_table(results: dict) -> str:
-    """Tasks as rows, modes as columns, exact match in percent; the average row last."""
+    """Tasks as rows, modes as columns, scores in percent (exact match, or chrF for open-ended tasks);
+    the average row, then the median generated length in tokens."""
     modes = list(results["modes"])
     lines = ["| task | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
     for t in results["tasks"]:
         lines.append(f"| {t} | " + " | ".join(f"{100 * results['modes'][m]['per_task'][t]:.1f}" for m in modes) + " |")
     lines.append("| **average** | " + " | ".join(f"**{100 * results['modes'][m]['average']:.1f}**" for m in modes) + " |")
+    lines.append("| *median tokens* | " + " | ".join(f"{results['modes'][m].get('median_tokens', 0):g}" for m in modes) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -50,7 +53,7 @@ def plot_averages(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(1.2 * len(modes) + 2, 3.5))
     bars = ax.bar(modes, values, color="#4C72B0")
     ax.bar_label(bars, fmt="%.1f")
-    ax.set_ylabel("exact match (%)")
+    ax.set_ylabel("score (%): exact match, chrF for open tasks")
     ax.set_ylim(0, 105)
     ax.set_title(f"average over {len(results['tasks'])} tasks, {results['n_examples']} examples")
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from t2l_vllm.evaluation.config import PROMPT_STYLE, EvalConfig
+from t2l_vllm.evaluation.config import PROMPT_STYLE, ROUTE_STYLE, EvalConfig
 from t2l_vllm.evaluation.plan import AdapterPlan
 
 
@@ -29,8 +29,12 @@ def build_requests(examples: list[dict], modes: tuple[str, ...], plan: AdapterPl
     from t2l_vllm.prompts import prompt_ids
 
     tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir))
+    def style(mode: str, i: int) -> str:
+        path = plan.routes.get((mode, i))
+        return ROUTE_STYLE[path] if path else PROMPT_STYLE[mode]
+
     requests = [
-        Request(mode, i, prompt_ids(tokenizer, PROMPT_STYLE[mode], ex["description"], ex["input"]), plan.by_request.get((mode, i)))
+        Request(mode, i, prompt_ids(tokenizer, style(mode, i), ex["description"], ex["input"]), plan.by_request.get((mode, i)))
         for mode in modes
         for i, ex in enumerate(examples)
     ]
@@ -56,8 +60,10 @@ def engine_args(base_model_dir: Path, plan: AdapterPlan, config: EvalConfig) -> 
     )
 
 
-def generate(requests: list[Request], plan: AdapterPlan, base_model_dir: Path, config: EvalConfig) -> list[tuple[str, int, str]]:
-    """(mode, example index, output text) of every request."""
+def generate(
+    requests: list[Request], plan: AdapterPlan, base_model_dir: Path, config: EvalConfig
+) -> list[tuple[str, int, str, int]]:
+    """(mode, example index, output text, generated token count) of every request."""
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
     from vllm.lora.request import LoRARequest
@@ -81,4 +87,4 @@ def generate(requests: list[Request], plan: AdapterPlan, base_model_dir: Path, c
     # (vllm/multimodal/media/audio.py), and with it this frame. An `llm` still in
     # the frame keeps the engine process alive and hangs the interpreter's exit.
     del llm
-    return [(r.mode, r.index, out.outputs[0].text) for r, out in zip(requests, outputs)]
+    return [(r.mode, r.index, out.outputs[0].text, len(out.outputs[0].token_ids)) for r, out in zip(requests, outputs)]

@@ -19,10 +19,9 @@ from typing import Any, Callable, Mapping
 
 from .. import envs
 from ..adapter import DEFAULT_MAX_DESCRIPTION_CHARS
+from ..confidence import DEFAULT_MIN_CONFIDENCE, DEFAULT_POLICY, POLICIES
 
 NONE = "none"  # the value that turns an optional folder off
-# How a low-confidence description is served (see vllm_plugin.py).
-POLICIES = ("adapter", "prompt", "both")
 
 
 def _setting(default: Any, env: str, help: str, parse: Callable[[str], Any] = str, flag: str | None = None):
@@ -78,12 +77,12 @@ class ServeConfig:
         flag="--hypernet-device",
     )
     low_confidence_policy: str = _setting(
-        "prompt", "T2L_VLLM_LOW_CONFIDENCE_POLICY",
+        DEFAULT_POLICY, "T2L_VLLM_LOW_CONFIDENCE_POLICY",
         "how a task_description whose confidence is below --min-confidence is served: 'adapter' (its "
         "adapter anyway), 'prompt' (the base model with the description as system message) or 'both'",
     )
     min_confidence: float = _setting(
-        0.55, "T2L_VLLM_MIN_CONFIDENCE",
+        DEFAULT_MIN_CONFIDENCE, "T2L_VLLM_MIN_CONFIDENCE",
         "confidence (max cosine of the description to the hypernetwork's training descriptions) "
         "below which --low-confidence-policy applies", float,
     )

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from ..adapter import adapter_id as make_adapter_id
 from ..adapter import normalize_description, validate_adapter_id
+from ..confidence import route
 from ..generator import AdapterGenerator
 from .config import ServeConfig
 from .metrics import T2LMetrics
@@ -128,8 +129,7 @@ class AdapterService:
         if policy == "adapter":
             return "adapter", self.confidence(aid)
         conf = await self._confidence_of(text, aid)
-        low = conf is not None and conf < self.config.min_confidence
-        return (policy if low else "adapter"), conf
+        return route(conf, policy, self.config.min_confidence), conf
 
     def confidence(self, adapter_id: str) -> float | None:
         """The known confidence of an adapter's description (None: unknown or no index)."""
