@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     server = None
     if args.launch:
+        if not any(a.startswith("--low-confidence-policy") for a in server_args):
+            # The t2l modes measure serving through generated adapters, whatever their confidence.
+            server_args += ["--low-confidence-policy", "adapter"]
         server = ServerProcess(server_args, out_dir / "server.log", api_key=args.api_key)
         print(f"launching: {' '.join(server.cmd)} (log: {server.log_path})", file=sys.stderr)
         root_url = server.url

@@ -1,6 +1,7 @@
 """Cold vs warm adapter TTFT, and single-stream throughput with and without a description.
 
-Against a running server (e.g. `.venv/bin/t2l-vllm serve`):
+Against a running server (e.g. `.venv/bin/t2l-vllm serve --low-confidence-policy adapter`, so that
+every description is served through its adapter, which is what this measures):
     .venv/bin/python benchmarks/ttft_bench.py [--base-url http://127.0.0.1:8000/v1] [--n 20]
 
 One client, requests one after another (nothing else in the batch), streaming:

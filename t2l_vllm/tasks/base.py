@@ -48,3 +48,22 @@ class TaskFamily:
                 f"{self.name}: needs at least {MIN_DESCRIPTIONS} descriptions, "
                 f"got {len(self.descriptions)}"
             )
+
+
+class FamilyRegistry:
+    """Families declared one call each (`spec`), built into TaskFamily records once (`build`)."""
+
+    def __init__(self, answer: str):
+        self.answer = answer
+        self._specs: dict[str, tuple[str, Callable, tuple[str, ...]]] = {}
+
+    def spec(self, name: str, kind: str, generate: Callable, *descriptions: str) -> None:
+        if name in self._specs:
+            raise ValueError(f"duplicate task family {name!r}")
+        self._specs[name] = (kind, generate, descriptions)
+
+    def build(self) -> dict[str, TaskFamily]:
+        return {
+            name: TaskFamily(name=name, kind=kind, descriptions=tuple(descs), generate=gen, answer=self.answer)
+            for name, (kind, gen, descs) in self._specs.items()
+        }

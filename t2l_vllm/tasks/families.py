@@ -22,7 +22,7 @@ import random
 from typing import Callable
 
 from t2l_vllm.tasks import wordlists as wl
-from t2l_vllm.tasks.base import ANSWER_TYPES, MIN_DESCRIPTIONS, TaskFamily  # noqa: F401 (re-exported)
+from t2l_vllm.tasks.base import ANSWER_TYPES, MIN_DESCRIPTIONS, FamilyRegistry, TaskFamily  # noqa: F401 (re-exported)
 from t2l_vllm.tasks.open_families import OPEN_FAMILIES
 
 VOWELS = "aeiou"
@@ -402,13 +402,8 @@ def _invert(table: dict[str, str]) -> dict[str, str]:
 # held-out descriptions (see splits.py), so those are written to differ in
 # style from the rest.
 
-_SPECS: dict[str, tuple[str, Callable, tuple[str, ...]]] = {}
-
-
-def _spec(name: str, kind: str, generate: Callable, *descriptions: str) -> None:
-    if name in _SPECS:
-        raise ValueError(f"duplicate task family {name!r}")
-    _SPECS[name] = (kind, generate, descriptions)
+_REGISTRY = FamilyRegistry("short")
+_spec = _REGISTRY.spec
 
 
 # --- arithmetic
@@ -1180,11 +1175,6 @@ _spec(
 )
 
 
-def _build_families() -> dict[str, TaskFamily]:
-    return {
-        name: TaskFamily(name=name, kind=kind, descriptions=tuple(descs), generate=gen)
-        for name, (kind, gen, descs) in _SPECS.items()
-    }
 
 
 def _merge(*registries: dict[str, TaskFamily]) -> dict[str, TaskFamily]:
@@ -1197,7 +1187,7 @@ def _merge(*registries: dict[str, TaskFamily]) -> dict[str, TaskFamily]:
     return merged
 
 
-SHORT_FAMILIES: dict[str, TaskFamily] = _build_families()
+SHORT_FAMILIES: dict[str, TaskFamily] = _REGISTRY.build()
 # Short-answer families first, in their historical order, then the open-ended
 # ones (open_families.py): code that walks FAMILIES in order sees the old
 # families exactly where they were.

@@ -30,7 +30,7 @@ from typing import Callable
 
 from t2l_vllm.tasks import open_wordlists as ow
 from t2l_vllm.tasks import wordlists as wl
-from t2l_vllm.tasks.base import TaskFamily
+from t2l_vllm.tasks.base import FamilyRegistry, TaskFamily
 
 # ---------------------------------------------------------------- helpers
 
@@ -566,13 +566,8 @@ def _gen_bullet_answer(rng):
 # As in families.py, the last two descriptions of a training family are its
 # held-out descriptions, so they are written to differ in style.
 
-_SPECS: dict[str, tuple[str, Callable, tuple[str, ...]]] = {}
-
-
-def _spec(name: str, kind: str, generate: Callable, *descriptions: str) -> None:
-    if name in _SPECS:
-        raise ValueError(f"duplicate task family {name!r}")
-    _SPECS[name] = (kind, generate, descriptions)
+_REGISTRY = FamilyRegistry("open")
+_spec = _REGISTRY.spec
 
 
 # --- rewrite
@@ -1054,11 +1049,6 @@ _spec(
 )
 
 
-def _build() -> dict[str, TaskFamily]:
-    return {
-        name: TaskFamily(name=name, kind=kind, descriptions=tuple(descs), generate=gen, answer="open")
-        for name, (kind, gen, descs) in _SPECS.items()
-    }
 
 
-OPEN_FAMILIES: dict[str, TaskFamily] = _build()
+OPEN_FAMILIES: dict[str, TaskFamily] = _REGISTRY.build()

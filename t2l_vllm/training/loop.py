@@ -16,7 +16,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -79,6 +79,12 @@ def start_run(out_dir: Path, config: Any) -> None:
     cfg_path = out_dir / RUN_CONFIG_NAME
     if cfg_path.is_file():
         saved = json.loads(cfg_path.read_text())
+        # A field added to the config since the run started, left at its default,
+        # reproduces the older behaviour: the run may resume (and records it).
+        added = {f.name: wanted[f.name] for f in fields(config) if f.name not in saved and wanted[f.name] == f.default}
+        if added:
+            saved |= added
+            cfg_path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
         if saved != wanted:
             diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
             raise ValueError(

@@ -18,10 +18,8 @@ prompted without it, over the teacher's own greedy continuation:
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -97,28 +95,6 @@ def l2_penalty(lora: LoraFactors) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
-def _adopt_older_run_config(out_dir: Path, config: SFTConfig) -> None:
-    """Let a run folder written before some SFTConfig fields existed resume.
-
-    A field missing from its run_config.json is added there when `config` keeps
-    that field's default (defaults reproduce the older behaviour); any other
-    value is left for `loop.start_run` to refuse as a different config.
-    """
-    path = out_dir / loop.RUN_CONFIG_NAME
-    if not path.is_file():
-        return
-    saved = json.loads(path.read_text())
-    added = {
-        f.name: getattr(config, f.name)
-        for f in fields(config)
-        if f.name not in saved and getattr(config, f.name) == f.default
-    }
-    if added:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(saved | added, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-
-
 def train_sft(
     hypernet_config: HypernetConfig,
     base_model_dir: str | Path,
@@ -128,7 +104,6 @@ def train_sft(
 ) -> Path:
     """Run (or resume) SFT; returns the checkpoint folder `out_dir/checkpoint`."""
     out_dir, base_model_dir = Path(out_dir), Path(base_model_dir)
-    _adopt_older_run_config(out_dir, config)
     loop.start_run(out_dir, config)
     model, tokenizer = loop.load_frozen_base(base_model_dir)
     modules = target_modules(model, hypernet_config.target)
