@@ -31,7 +31,7 @@ _KEY = "train_embeddings"
 #   both     the adapter and the description as system message.
 POLICIES = ("adapter", "prompt", "both")
 DEFAULT_POLICY = "prompt"
-DEFAULT_MIN_CONFIDENCE = 0.55
+DEFAULT_MIN_CONFIDENCE = 0.45
 
 
 def route(confidence: float | None, policy: str, min_confidence: float) -> str:

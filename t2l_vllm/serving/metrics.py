@@ -35,7 +35,7 @@ class T2LMetrics:
         self.confidence = Histogram(
             "t2l_description_confidence",
             "Confidence of each task_description served (max cosine to the training descriptions).",
-            buckets=(0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0),
+            buckets=(0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0),
             registry=registry,
         )
         self.served = Counter(
