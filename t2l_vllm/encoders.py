@@ -37,6 +37,10 @@ class DescriptionEncoder:
             raise ValueError(
                 f"encoder {str(model_dir)!r} produces {found}-d vectors but the hypernetwork expects {config.dim}-d"
             )
+        # Never more tokens than the model has positions for: max_tokens 256 on a
+        # 128-position encoder made every long description raise (a 500 when serving).
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        self.max_length = min(config.max_tokens, int(positions)) if positions else config.max_tokens
 
     @property
     def dim(self) -> int:
@@ -55,7 +59,7 @@ class DescriptionEncoder:
 
     def _encode_one(self, text: str) -> torch.Tensor:
         batch = self.tokenizer(
-            [text], return_tensors="pt", truncation=True, max_length=self.config.max_tokens
+            [text], return_tensors="pt", truncation=True, max_length=self.max_length
         ).to(self.device)
         hidden = self.model(**batch).last_hidden_state  # [1, T, dim]
         if self.pooling == "cls":

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from benchmarks import hypernet_bench, serve_bench
+from benchmarks import flood_bench, hypernet_bench, serve_bench
 from tests.server_utils import ROOT, ServerProcess
 
 API_KEY = "bench-key"
@@ -34,6 +34,24 @@ def server(tmp_path_factory, tiny_base_dir, tiny_hypernet_dir):
         yield srv.wait_ready()
     finally:
         srv.stop()
+
+
+# ---- flood_bench ---------------------------------------------------------------------
+
+
+def test_flood_bench_counts(server, tmp_path):
+    report = flood_bench.main([
+        "--base-url", f"{server.url}/v1", "--api-key", API_KEY, "--seconds", "3", "--warm-adapters", "2",
+        "--warm-clients", "2", "--flood-clients", "2", "--output-len", "4", "--prompt-len", "8",
+        "--out-dir", str(tmp_path),
+    ])
+    assert list(report["phases"]) == list(flood_bench.PHASES)
+    for phase in report["phases"].values():
+        assert phase["requests"] > 0 and phase["errors"] == 0 and phase["ttft_ms"]["p50"] > 0
+    flood = report["flood"]
+    assert flood["created"] > 0 and flood["server_errors"] == 0 and flood["other"] == 0
+    assert report["ttft_p50_ratio"] > 0
+    assert "flood / quiet" in (tmp_path / "flood_bench.md").read_text()
 
 
 # ---- serve_bench ---------------------------------------------------------------------

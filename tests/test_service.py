@@ -69,6 +69,11 @@ class CountingGenerator:
         return self.inner.generate(texts)
 
 
+def stored(tmp_path) -> list[str]:
+    """Adapter folders in the durable tier (not the owner lock or temp entries)."""
+    return [p.name for p in (tmp_path / "durable").iterdir() if p.name.startswith("t2l-")]
+
+
 def make_service(tiny_generator, tmp_path, engine=None, store=None, generator=None, **bounds):
     engine = engine or GatedEngine()
     store = store or AdapterStore(tmp_path / "durable", tmp_path / "fast")
@@ -92,7 +97,7 @@ def test_concurrent_callers_share_one_generation(tiny_generator, tmp_path):
     assert metrics.cache.labels("miss")._value.get() == 1
     assert metrics.cache.labels("hit")._value.get() == 5
     assert metrics.singleflight_joins._value.get() == 5
-    assert len(list((tmp_path / "durable").iterdir())) == 1
+    assert len(stored(tmp_path)) == 1
 
 
 # ---- bounds ----------------------------------------------------------------------
@@ -118,7 +123,7 @@ def test_engine_bound_unloads_the_least_recently_used_idle_adapter(tiny_generato
     a, b, c, d = asyncio.run(run())
     assert set(engine.registered) == {b, d} and service.in_use(b) == 1
     assert service.metrics.evictions.labels("engine")._value.get() == 3
-    assert len(list((tmp_path / "durable").iterdir())) == 4  # unloaded, not deleted
+    assert len(stored(tmp_path)) == 4  # unloaded, not deleted
 
 
 def test_disk_bound_deletes_idle_files_and_keeps_held_ones(tiny_generator, tmp_path):
@@ -135,7 +140,7 @@ def test_disk_bound_deletes_idle_files_and_keeps_held_ones(tiny_generator, tmp_p
         return held, made
 
     held, made = asyncio.run(run())
-    on_disk = {p.name for p in (tmp_path / "durable").iterdir()}
+    on_disk = set(stored(tmp_path))
     assert held in on_disk and made[-1] in on_disk and len(on_disk) == 2
     assert service.metrics.evictions.labels("disk")._value.get() == 2
     with pytest.raises(AdapterNotFound):
@@ -308,6 +313,9 @@ def test_start_up_sweeps_what_a_killed_writer_left(tiny_generator, tmp_path):
 
     aid = asyncio.run(make())
     durable, fast = tmp_path / "durable", tmp_path / "fast"
+    assert (fast / aid).is_dir()
+    os.close(service.store._owner_fd)  # the process "died": the kernel drops its lock
+    service.store._owner_fd = None
     old = 1_000_000_000  # mtime far in the past
     leftovers = [
         durable / ".t2l-0123.abcd", durable / f".{aid}.deleted-5", fast / f".{aid}.restore-x",
@@ -316,9 +324,151 @@ def test_start_up_sweeps_what_a_killed_writer_left(tiny_generator, tmp_path):
     for d in leftovers:
         d.mkdir()
         os.utime(d, (old, old))
-    fresh = durable / ".t2l-being-written.1234"  # another writer, right now: left alone
+    fresh = durable / ".t2l-being-written.1234"  # written a moment ago
     fresh.mkdir()
 
-    service, _ = make_service(tiny_generator, tmp_path)
-    assert not any(d.exists() for d in leftovers) and fresh.exists()
+    # Without the folder's claim, a young temp entry may be another writer's: left alone.
+    AdapterStore(durable, fast).sweep()
+    assert not any(d.exists() for d in leftovers) and fresh.exists() and (fast / aid).is_dir()
+
+    # The owner knows nobody else writes here: every leftover goes, and the fast
+    # tier starts empty (a new engine holds nothing); the adapter is restored on use.
+    service, engine = make_service(tiny_generator, tmp_path)
+    assert not fresh.exists() and list(fast.iterdir()) == []
     assert [a["id"] for a in service.list()] == [aid]
+
+    async def use():
+        service.release(await service.acquire_id(aid))
+
+    asyncio.run(use())
+    assert engine.paths[aid] == fast / aid and (fast / aid).is_dir()
+
+
+def test_one_server_per_adapter_folder(tiny_generator, tmp_path):
+    from t2l_vllm.serving.store import AdapterFolderInUse
+
+    service, _ = make_service(tiny_generator, tmp_path)
+    with pytest.raises(AdapterFolderInUse, match=r"served by another process \(pid \d+\).*--adapter-dir"):
+        make_service(tiny_generator, tmp_path)
+    service.store.release_fast_root()  # at exit: the tmpfs copies go, and the folder is free again
+    assert not (tmp_path / "fast").exists()
+    make_service(tiny_generator, tmp_path)
+
+
+# ---- admission, rate limits, pinning, the fast tier ----------------------------------
+
+
+async def _until(condition, timeout: float = 30.0) -> None:
+    """Yield to the loop until `condition()` holds (a condition, not a fixed sleep)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.005)
+
+
+def test_a_full_generation_queue_refuses_new_descriptions_but_not_warm_or_joining_ones(tiny_generator, tmp_path):
+    from t2l_vllm.serving.service import TooManyGenerations
+
+    generator = CountingGenerator(tiny_generator)
+    service, engine = make_service(tiny_generator, tmp_path, generator=generator, max_pending_generations=2)
+
+    async def run():
+        warm = await service.acquire_description("Warm task.")
+        service.release(warm)
+        generator.gate = threading.Event()
+        held = [asyncio.ensure_future(service.acquire_description(f"Queued task {i}.")) for i in range(2)]
+        await _until(lambda: service._jobs == 2)
+        with pytest.raises(TooManyGenerations, match="max-pending-generations 2") as refused:
+            await service.acquire_description("One too many.")
+        assert refused.value.retry_after > 0
+        joiner = asyncio.ensure_future(service.acquire_description("Queued task 0."))  # waits on its lock
+        again = await asyncio.wait_for(service.acquire_id(warm), timeout=10)  # a warm hit never waits
+        service.release(again)
+        assert not joiner.done()
+        generator.gate.set()
+        ids = await asyncio.gather(*held, joiner)
+        for aid in ids:
+            service.release(aid)
+        return ids
+
+    ids = asyncio.run(run())
+    assert ids[0] == ids[2] and generator.calls == 3  # warm + two queued; the joiner shared one
+    assert service.metrics.rejected.labels("pending")._value.get() == 1
+    assert service._jobs == 0 and service.in_use(service.adapter_id_for("One too many.")) == 0
+
+
+def test_new_adapters_per_minute_are_counted_per_client(tiny_generator, tmp_path):
+    from t2l_vllm.serving.service import TooManyGenerations
+
+    service, _ = make_service(tiny_generator, tmp_path, max_new_adapters_per_minute=2)
+
+    async def run():
+        made = [await service.create(f"Client a task {i}.", client="a") for i in range(2)]
+        with pytest.raises(TooManyGenerations, match="max-new-adapters-per-minute 2") as refused:
+            await service.create("Client a task 2.", client="a")
+        assert 0 < refused.value.retry_after <= 60
+        await service.create("Client a task 0.", client="a")  # reuse is not creation
+        await service.create("Client b task.", client="b")  # another key has its own budget
+        return made
+
+    asyncio.run(run())
+    assert service.metrics.rejected.labels("rate")._value.get() == 1
+
+
+def test_pinned_adapters_survive_bounds_deletes_and_restarts(tiny_generator, tmp_path):
+    from t2l_vllm.serving.service import AdapterPinned
+
+    service, engine = make_service(tiny_generator, tmp_path, max_engine_adapters=2, max_disk_adapters=2)
+
+    async def run():
+        pinned = (await service.create("Pinned task."))["id"]
+        assert (await service.pin(pinned))["pinned"] is True
+        for i in range(4):  # each pushes the least recently used idle adapter out of both tiers
+            await service.create(f"Passing task {i}.")
+        await _until(lambda: not service._tasks)
+        assert pinned in engine.registered and pinned in stored(tmp_path)
+        with pytest.raises(AdapterPinned, match="unpin it first"):
+            await service.delete(pinned)
+        other = next(a for a in engine.registered if a != pinned)
+        with pytest.raises(AdapterPinned, match="one engine slot must stay free"):
+            await service.pin(other)
+        return pinned
+
+    pinned = asyncio.run(run())
+    assert [a["id"] for a in service.list() if a["pinned"]] == [pinned]
+    service.store.release_fast_root()  # the server exits
+
+    service, engine = make_service(tiny_generator, tmp_path, max_engine_adapters=2, max_disk_adapters=2)
+
+    async def restart():
+        await service.start()  # the pin is on disk: made resident again
+        await _until(lambda: pinned in engine.registered)
+        await service.unpin(pinned)
+        for i in range(3):
+            await service.create(f"Later task {i}.")
+        await _until(lambda: not service._tasks)
+
+    asyncio.run(restart())
+    assert pinned not in engine.registered and pinned not in stored(tmp_path)  # evicted once unpinned
+
+
+def test_the_fast_tier_holds_only_what_the_engine_holds(tiny_generator, tmp_path):
+    service, engine = make_service(tiny_generator, tmp_path, max_engine_adapters=2, max_disk_adapters=10)
+
+    async def run():
+        for i in range(5):
+            await service.create(f"Fast tier task {i}.")
+        await _until(lambda: not service._tasks)
+
+    asyncio.run(run())
+    in_fast = sorted(p.name for p in (tmp_path / "fast").iterdir())
+    assert in_fast == sorted(engine.registered) and len(in_fast) == 2 and len(stored(tmp_path)) == 5
+    assert service.store.fast_bytes() == sum(f.stat().st_size for f in (tmp_path / "fast").rglob("*") if f.is_file())
+
+
+def test_descriptions_reach_the_log_only_when_asked(tiny_generator, tmp_path, caplog):
+    for opt_in in (False, True):
+        service, _ = make_service(tiny_generator, tmp_path / str(opt_in), log_descriptions=opt_in)
+        with caplog.at_level(logging.INFO, logger="vllm.t2l_vllm"):
+            asyncio.run(service.create(f"Private task {opt_in}."))
+        assert (f"Private task {opt_in}." in caplog.text) is opt_in

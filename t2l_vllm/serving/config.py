@@ -36,6 +36,15 @@ def _optional_path(raw: str) -> Path | None:
     return None if raw.lower() == NONE else Path(raw).expanduser()
 
 
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
 def _paths(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
@@ -86,6 +95,21 @@ class ServeConfig:
         "confidence (max cosine of the description to the hypernetwork's training descriptions) "
         "below which --low-confidence-policy applies", float,
     )
+    max_pending_generations: int = _setting(
+        64, "T2L_VLLM_MAX_PENDING_GENERATIONS",
+        "hypernetwork jobs (new adapters, confidence scores) running or queued; a request that needs "
+        "one more gets 429 with Retry-After. Requests for adapters already made never wait on these", int,
+    )
+    max_new_adapters_per_minute: int = _setting(
+        0, "T2L_VLLM_MAX_NEW_ADAPTERS_PER_MINUTE",
+        "new adapters one API key (or, without --api-key, the whole server) may create per minute; "
+        "beyond it 429 with Retry-After (0: no limit)", int,
+    )
+    log_descriptions: bool = _setting(
+        False, "T2L_VLLM_LOG_DESCRIPTIONS",
+        "write each new adapter's task_description to the server log (user data: off by default; for debugging)",
+        _bool,
+    )
     public_paths: tuple[str, ...] = _setting(
         ("/health", "/ping", "/metrics"), "T2L_VLLM_PUBLIC_PATHS",
         "comma-separated routes answered without the API key when --api-key is set (health checks, Prometheus)",
@@ -93,13 +117,17 @@ class ServeConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("max_engine_adapters", "max_loras", "max_description_chars"):
+        for name in ("max_engine_adapters", "max_loras", "max_description_chars", "max_pending_generations"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_disk_adapters < self.max_engine_adapters:
             raise ValueError(
                 f"max_disk_adapters ({self.max_disk_adapters}) must be >= max_engine_adapters "
                 f"({self.max_engine_adapters}): every registered adapter needs its files"
+            )
+        if self.max_new_adapters_per_minute < 0:
+            raise ValueError(
+                f"max_new_adapters_per_minute must be >= 0 (0: no limit), got {self.max_new_adapters_per_minute}"
             )
         if self.low_confidence_policy not in POLICIES:
             raise ValueError(
@@ -146,9 +174,10 @@ class ServeConfig:
             default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
             # A derived default (None) is described in the help text itself.
             shown = f"env {f.metadata['env']}" if default is None else f"default: {default}; env {f.metadata['env']}"
+            boolean = isinstance(f.default, bool)  # --flag / --no-flag
+            kind = {"action": argparse.BooleanOptionalAction} if boolean else {"type": f.metadata["parse"]}
             parser.add_argument(
-                flag_of(f), dest=f.name, type=f.metadata["parse"], default=argparse.SUPPRESS,
-                help=f"{f.metadata['help']} [{shown}]",
+                flag_of(f), dest=f.name, default=argparse.SUPPRESS, help=f"{f.metadata['help']} [{shown}]", **kind,
             )
 
     @classmethod

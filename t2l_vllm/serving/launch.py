@@ -25,6 +25,8 @@ API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 MAX_MODEL_LEN = 4096
 # GiB of CPU memory for vLLM's KV cache: its default fraction of RAM fails to start here.
 CPU_KVCACHE_GIB = "2"
+# Seconds SIGTERM lets in-flight requests finish. vLLM's default, 0, aborts them.
+SHUTDOWN_TIMEOUT_S = 30
 
 
 def has_flag(argv: list[str], flag: str) -> bool:
@@ -93,6 +95,7 @@ def serve_command(
         "--max-loras": [str(max_loras)],
         "--max-cpu-loras": [str(max(max_loras, config.max_engine_adapters))],
         "--max-model-len": [str(MAX_MODEL_LEN)],
+        "--shutdown-timeout": [str(SHUTDOWN_TIMEOUT_S)],
         # LoRA-wrap only the modules the hypernetwork writes: every other wrapped
         # layer would still cost a LoRA call per step for all-zero weights.
         "--lora-target-modules": [m.name for m in hn_config.target.modules],

@@ -44,6 +44,19 @@ class T2LMetrics:
         )
         self.resident = Gauge("t2l_adapters_resident", "Generated adapters registered in the engine.", registry=registry)
         self.on_disk = Gauge("t2l_adapters_on_disk", "Generated adapters kept on disk.", registry=registry)
+        self.pinned = Gauge("t2l_adapters_pinned", "Adapters pinned (never evicted).", registry=registry)
+        self.pending = Gauge(
+            "t2l_generations_pending", "Hypernetwork jobs running or queued (bounded by --max-pending-generations).",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "t2l_generations_rejected",
+            "Requests refused with 429 before generation, by reason (pending: queue full; rate: per-key limit).",
+            ["reason"], registry=registry,
+        )
+        self.fast_bytes = Gauge(
+            "t2l_fast_tier_bytes", "Bytes of adapter copies in the tmpfs tier (RAM).", registry=registry,
+        )
 
 
 _instances: dict[int, T2LMetrics] = {}

@@ -17,11 +17,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class ServerProcess:
     """`t2l-vllm serve ARGS` in its own process group, output to `log_path`.
 
     `wait_ready()` polls /health until it answers 200 (failing early if the
-    process dies); `stop()` sends SIGTERM to the group, then SIGKILL after 60 s.
+    process dies); `stop()` sends SIGTERM to the API server, then to the group,
+    then SIGKILL.
     """
 
     def __init__(
@@ -70,12 +79,30 @@ class ServerProcess:
         self.log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM to the API server, which drains and stops its engine; then the group, then SIGKILL.
+
+        The API server alone first: a SIGTERM to the whole group reaches the
+        engine core before the API server has told it to stop, and it then leaves
+        its shared-memory segments in /dev/shm. The group follows when the API
+        server does not exit in time (it ignores SIGTERM while starting up).
+        """
+        for send in (lambda: os.kill(self.proc.pid, signal.SIGTERM), lambda: os.killpg(self.proc.pid, signal.SIGTERM)):
+            if self.proc.poll() is not None:
+                break
+            send()
             try:
-                self.proc.wait(timeout=60)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                pass
+        # The engine core may still be cleaning up after the API server exited: give it a moment,
+        # then SIGKILL whatever is left of the group (zombies never go away in a container without init).
+        deadline = time.monotonic() + 10
+        while _group_alive(self.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
         self.log.close()

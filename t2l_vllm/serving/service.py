@@ -24,6 +24,14 @@ Invariants:
 - Hypernetwork work runs on one generation thread; file operations (touch,
   verify, archive, delete) run on an I/O pool, so a warm hit never queues
   behind generations.
+- Admission: at most `max_pending_generations` hypernetwork jobs run or wait
+  (one per distinct new description: requests for a description already being
+  generated wait on its lock, not for a slot); one more is refused with
+  `TooManyGenerations` (429) instead of queueing behind a flood.
+- Pinned adapters are never evicted, from the engine or the disk; they count
+  against the bounds, and at least one engine slot stays unpinned.
+- The fast (tmpfs) tier mirrors the engine: a copy is dropped when its
+  adapter is unregistered, so its size is that of the registered adapters.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +80,22 @@ class GenerationFailed(RuntimeError):
     """Generating, writing or registering an adapter failed (details in the server log)."""
 
 
+class TooManyGenerations(RuntimeError):
+    """Admission refused a new hypernetwork job (HTTP 429); retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AdapterPinned(RuntimeError):
+    """The adapter is pinned: unpin it before deleting it."""
+
+
+# Rate window of --max-new-adapters-per-minute.
+RATE_WINDOW_S = 60.0
+
+
 @dataclass
 class _Usage:
     hits: int = 0
@@ -92,14 +116,32 @@ class AdapterService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._refs: defaultdict[str, int] = defaultdict(int)
         self._resident: OrderedDict[str, None] = OrderedDict()  # LRU order, most recent last
-        for swept in store.sweep():
-            logger.info("t2l-vllm: removed leftover %s", swept)
+        store.claim()  # AdapterFolderInUse when another server owns the folder
+        swept = store.sweep()
+        if swept:
+            logger.info("t2l-vllm: removed %d leftover entries (temp files, stale fast copies)", len(swept))
         self._disk: OrderedDict[str, None] = OrderedDict((a, None) for a in store.ids())
         self._usage: defaultdict[str, _Usage] = defaultdict(_Usage)
         # adapter id -> confidence of its description, most recent last; bounded like the disk.
         self._confidence: OrderedDict[str, float | None] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
+        self._pinned: set[str] = set(store.pinned_ids())
+        self._jobs = 0  # hypernetwork jobs running or queued (admission control)
+        self._job_seconds = 0.05  # moving average of one job, for Retry-After
+        self._created: defaultdict[str, deque[float]] = defaultdict(deque)  # client -> creation times
+        metrics.fast_bytes.set_function(store.fast_bytes)
         self._update_gauges()
+
+    async def start(self) -> None:
+        """Make pinned adapters resident again after a restart (in the background)."""
+        for aid in sorted(self._pinned):
+            self._spawn(self._restore_pin(aid))
+
+    async def _restore_pin(self, aid: str) -> None:
+        try:
+            self.release(await self.acquire_id(aid))
+        except Exception:
+            logger.exception("t2l-vllm: could not make pinned adapter %s resident", aid)
 
     # ---- requests -------------------------------------------------------------
 
@@ -108,11 +150,14 @@ class AdapterService:
         text = normalize_description(description, self.config.max_description_chars)
         return make_adapter_id(text, self.generator.digest)
 
-    async def acquire_description(self, description: object) -> str:
-        """Make the adapter for `description` resident and hold it; returns its id."""
+    async def acquire_description(self, description: object, client: str = "") -> str:
+        """Make the adapter for `description` resident and hold it; returns its id.
+
+        `client` (e.g. a digest of the API key) is what --max-new-adapters-per-minute counts by.
+        """
         text = normalize_description(description, self.config.max_description_chars)
         aid = make_adapter_id(text, self.generator.digest)
-        await self._acquire(aid, text)
+        await self._acquire(aid, text, client)
         return aid
 
     async def route_for(self, description: object) -> tuple[str, float | None]:
@@ -140,9 +185,7 @@ class AdapterService:
             return self._confidence[aid]
         conf = await self._io(self._stored_confidence, aid)
         if conf is None:  # one encoder pass, on the generation thread like all torch work
-            [conf] = await asyncio.get_running_loop().run_in_executor(
-                self._generate_pool, self.generator.confidence, [text]
-            )
+            [conf] = await self._on_generator(self.generator.confidence, [text])
         self._remember_confidence(aid, conf)
         return conf
 
@@ -179,7 +222,7 @@ class AdapterService:
     def in_use(self, adapter_id: str) -> int:
         return self._refs.get(adapter_id, 0)
 
-    async def _acquire(self, aid: str, text: str | None) -> None:
+    async def _acquire(self, aid: str, text: str | None, client: str = "") -> None:
         self._refs[aid] += 1
         try:
             lock = self._lock(aid)
@@ -190,7 +233,7 @@ class AdapterService:
                     self.metrics.cache.labels("hit").inc()
                     self._resident.move_to_end(aid)
                 else:
-                    await self._make_resident(aid, text)
+                    await self._make_resident(aid, text, client)
             usage = self._usage[aid]
             usage.hits += 1
             usage.last_used = time.time()
@@ -202,7 +245,7 @@ class AdapterService:
             raise
         await self._enforce_bounds()
 
-    async def _make_resident(self, aid: str, text: str | None) -> None:
+    async def _make_resident(self, aid: str, text: str | None, client: str = "") -> None:
         """Called under the adapter's lock: generate (if new), verify, then register."""
         try:
             path = await self._stored_path(aid, text)
@@ -210,12 +253,21 @@ class AdapterService:
                 if text is None:
                     self._disk.pop(aid, None)
                     raise AdapterNotFound(aid)
+                admitted = self._admit_new_adapter(client)
                 self.metrics.cache.labels("miss").inc()
-                path = await self._generate_on_thread(aid, text)
+                try:
+                    path = await self._generate_on_thread(aid, text)
+                except TooManyGenerations:
+                    self._unadmit(client, admitted)  # refused for the queue: nothing was created
+                    raise
             t0 = time.perf_counter()
-            await self.engine.register(aid, path)
+            try:
+                await self.engine.register(aid, path)
+            except BaseException:
+                await self._io(self.store.drop_fast, aid)  # the fast tier holds only registered adapters
+                raise
             self.metrics.generation_seconds.labels("register").observe(time.perf_counter() - t0)
-        except AdapterNotFound:
+        except (AdapterNotFound, TooManyGenerations):
             raise
         except Exception as e:
             self.metrics.generation_errors.inc()
@@ -256,10 +308,61 @@ class AdapterService:
         return path
 
     async def _generate_on_thread(self, aid: str, text: str) -> Path:
-        path, conf = await asyncio.get_running_loop().run_in_executor(self._generate_pool, self._generate, aid, text)
+        path, conf = await self._on_generator(self._generate, aid, text)
         self._disk[aid] = None
         self._remember_confidence(aid, conf)
+        if self.config.log_descriptions:
+            logger.info("t2l-vllm: adapter %s made from task_description %r", aid, text)
         return path
+
+    # ---- admission --------------------------------------------------------------
+
+    async def _on_generator(self, fn, *args):
+        """Run a hypernetwork job on the generation thread, if admission lets one more in."""
+        if self._jobs >= self.config.max_pending_generations:
+            self.metrics.rejected.labels("pending").inc()
+            raise TooManyGenerations(
+                f"{self._jobs} adapter generations are running or queued (--max-pending-generations "
+                f"{self.config.max_pending_generations}); retry later",
+                retry_after=self._jobs * self._job_seconds,
+            )
+        self._jobs += 1
+        self.metrics.pending.set(self._jobs)
+        t0 = time.perf_counter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._generate_pool, fn, *args)
+        finally:
+            self._jobs -= 1
+            self.metrics.pending.set(self._jobs)
+            # Time in the pool includes the queue; divided by what was ahead, about one job.
+            self._job_seconds = 0.8 * self._job_seconds + 0.2 * (time.perf_counter() - t0) / max(1, self._jobs + 1)
+
+    def _admit_new_adapter(self, client: str) -> float | None:
+        """--max-new-adapters-per-minute, per client, over a sliding 60 s window; returns the recorded time."""
+        limit = self.config.max_new_adapters_per_minute
+        if not limit:
+            return None
+        now = time.monotonic()
+        times = self._created[client]
+        while times and now - times[0] >= RATE_WINDOW_S:
+            times.popleft()
+        if len(times) >= limit:
+            self.metrics.rejected.labels("rate").inc()
+            raise TooManyGenerations(
+                f"this API key created {len(times)} new adapters in the last minute "
+                f"(--max-new-adapters-per-minute {limit}); reuse an adapter or retry later",
+                retry_after=RATE_WINDOW_S - (now - times[0]),
+            )
+        times.append(now)
+        if len(self._created) > 10_000:  # forget idle clients so the table stays bounded
+            for key in [k for k, v in self._created.items() if not v or now - v[-1] >= RATE_WINDOW_S]:
+                del self._created[key]
+        return now
+
+    def _unadmit(self, client: str, admitted: float | None) -> None:
+        times = self._created.get(client)
+        if admitted is not None and times and admitted in times:
+            times.remove(admitted)
 
     def _generate(self, aid: str, text: str) -> tuple[Path, float | None]:
         """Runs in the generation thread: encode + hypernet + write both tiers."""
@@ -289,8 +392,12 @@ class AdapterService:
             del self._locks[aid]
 
     def _idle(self, aid: str) -> bool:
+        """Evictable: not pinned, not referenced, not locked."""
         lock = self._locks.get(aid)
-        return self._refs.get(aid, 0) == 0 and (lock is None or not lock.locked())
+        return aid not in self._pinned and self._refs.get(aid, 0) == 0 and (lock is None or not lock.locked())
+
+    def _idle_under_lock(self, aid: str) -> bool:
+        return aid not in self._pinned and not self._refs.get(aid, 0)
 
     async def _io(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._io_pool, fn, *args)
@@ -331,10 +438,11 @@ class AdapterService:
             if victim is None:
                 return  # everything is in use; the next release tries again
             async with self._lock(victim):
-                if self._refs.get(victim, 0) or victim not in self._resident:
-                    continue  # picked up by a request while we waited: look again
+                if not self._idle_under_lock(victim) or victim not in self._resident:
+                    continue  # picked up by a request (or pinned) while we waited: look again
                 await self.engine.unregister(victim)
                 del self._resident[victim]
+                await self._io(self.store.drop_fast, victim)
             self._forget_lock(victim)
             self.metrics.evictions.labels("engine").inc()
             self._update_gauges()
@@ -345,7 +453,7 @@ class AdapterService:
             if victim is None:
                 return
             async with self._lock(victim):
-                if self._refs.get(victim, 0) or victim in self._resident or victim not in self._disk:
+                if not self._idle_under_lock(victim) or victim in self._resident or victim not in self._disk:
                     continue
                 await self._io(self.store.delete, victim)
                 del self._disk[victim]
@@ -357,6 +465,7 @@ class AdapterService:
     def _update_gauges(self) -> None:
         self.metrics.resident.set(len(self._resident))
         self.metrics.on_disk.set(len(self._disk))
+        self.metrics.pinned.set(len(self._pinned))
 
     # ---- admin ----------------------------------------------------------------
 
@@ -379,6 +488,7 @@ class AdapterService:
             "size_bytes": stored.size_bytes,
             "resident": adapter_id in self._resident,
             "in_use": self._refs.get(adapter_id, 0),
+            "pinned": adapter_id in self._pinned,
             "confidence": stored.confidence,
         }
 
@@ -391,11 +501,42 @@ class AdapterService:
                 continue
         return out
 
-    async def create(self, description: object) -> dict:
+    async def create(self, description: object, client: str = "") -> dict:
         """Generate and register without serving a request."""
-        aid = await self.acquire_description(description)
+        aid = await self.acquire_description(description, client)
         self.release(aid)
         return self.describe(aid)
+
+    async def pin(self, adapter_id: str) -> dict:
+        """Keep an adapter registered and on disk until unpinned (survives restarts)."""
+        validate_adapter_id(adapter_id)
+        if adapter_id not in self._pinned and len(self._pinned) + 1 >= self.config.max_engine_adapters:
+            raise AdapterPinned(
+                f"{len(self._pinned)} adapters are pinned and --max-engine-adapters is "
+                f"{self.config.max_engine_adapters}; one engine slot must stay free for unpinned adapters"
+            )
+        await self.acquire_id(adapter_id)
+        try:
+            if adapter_id not in self._pinned:
+                await self._io(self.store.set_pinned, adapter_id, True)
+                self._pinned.add(adapter_id)
+        finally:
+            self.release(adapter_id)
+        self._update_gauges()
+        return self.describe(adapter_id)
+
+    async def unpin(self, adapter_id: str) -> dict:
+        validate_adapter_id(adapter_id)
+        if adapter_id not in self._disk:
+            raise AdapterNotFound(adapter_id)
+        if adapter_id in self._pinned:
+            async with self._lock(adapter_id):
+                await self._io(self.store.set_pinned, adapter_id, False)
+                self._pinned.discard(adapter_id)
+            self._forget_lock(adapter_id)
+            self._update_gauges()
+            await self._enforce_bounds()
+        return self.describe(adapter_id)
 
     async def archive(self, adapter_id: str) -> bytes:
         validate_adapter_id(adapter_id)
@@ -410,6 +551,10 @@ class AdapterService:
         validate_adapter_id(adapter_id)
         if adapter_id not in self._disk and adapter_id not in self._resident:
             raise AdapterNotFound(adapter_id)
+        if adapter_id in self._pinned:
+            raise AdapterPinned(
+                f"adapter {adapter_id} is pinned; unpin it first (DELETE /v1/t2l/adapters/{adapter_id}/pin)"
+            )
         if self._refs.get(adapter_id, 0):
             raise AdapterInUse(f"adapter {adapter_id} is serving {self._refs[adapter_id]} request(s); retry later")
         async with self._lock(adapter_id):

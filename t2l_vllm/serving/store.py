@@ -13,10 +13,19 @@ checks the folder it hands to vLLM against it, so neither a planted fast copy
 (/dev/shm is shared by every local user) nor a corrupt durable one is ever
 registered. The fast root is created private (0700) and refused when it is
 not ours.
+
+Ownership: a serving process `claim()`s the durable root (an exclusive flock on
+`.owner.lock`, released by the kernel when the process dies, `kill -9` too).
+Only the owner may sweep young temp entries and empty the fast root, so a
+leftover of a killed writer is cleaned on the next start, not 60 s later.
+The fast tier is a cache of what the engine holds: the service drops a copy
+when it unregisters the adapter, and the owner removes the whole fast root at
+exit (`release_fast_root`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -33,6 +42,7 @@ from ..adapter import validate_adapter_id, write_adapter
 from ..peft_format import CONFIG_FILE, WEIGHTS_FILE
 
 META_FILE = "t2l.json"
+OWNER_LOCK = ".owner.lock"
 PEFT_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 # Temp entries a killed writer can leave behind (write_adapter's mkdtemp, restores,
 # deletes): every one starts with a dot. Only those older than this are swept, so
@@ -51,6 +61,7 @@ class StoredAdapter:
     created: float
     size_bytes: int
     confidence: float | None = None
+    pinned: bool = False
 
 
 def files_digest(folder: Path) -> str:
@@ -96,6 +107,10 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+class AdapterFolderInUse(RuntimeError):
+    """Another live process owns this durable adapter folder."""
+
+
 class AdapterStore:
     """Content-addressed adapter folders under one durable root (+ one private fast root)."""
 
@@ -103,6 +118,45 @@ class AdapterStore:
         self.durable_root = Path(durable_root)
         self.fast_root = private_dir(fast_root) if fast_root else None
         self.durable_root.mkdir(parents=True, exist_ok=True)
+        self._owner_fd: int | None = None
+
+    # ---- ownership ------------------------------------------------------------
+
+    def claim(self) -> None:
+        """Become the only server of this durable folder (AdapterFolderInUse if another process is).
+
+        Two servers on one folder would each keep their own LRU and delete files
+        the other serves. The lock dies with its process, so a crash never
+        leaves the folder claimed.
+        """
+        if self._owner_fd is not None:
+            return
+        fd = os.open(self.durable_root / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AdapterFolderInUse(
+                f"adapter folder {self.durable_root} is served by another process (pid {holder}); "
+                "give each server its own --adapter-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._owner_fd = fd
+
+    @property
+    def owned(self) -> bool:
+        return self._owner_fd is not None
+
+    def release_fast_root(self) -> None:
+        """At exit: remove the fast root (tmpfs is RAM) and give up the claim."""
+        if self._owner_fd is None:
+            return
+        if self.fast_root is not None:
+            shutil.rmtree(self.fast_root, ignore_errors=True)
+        os.close(self._owner_fd)
+        self._owner_fd = None
 
     def _durable(self, adapter_id: str) -> Path:
         return self.durable_root / validate_adapter_id(adapter_id)
@@ -198,8 +252,32 @@ class AdapterStore:
         conf = meta.get("confidence")
         return StoredAdapter(
             adapter_id, str(meta.get("description", "")), float(meta.get("created", 0.0)), size,
-            float(conf) if isinstance(conf, (int, float)) else None,
+            float(conf) if isinstance(conf, (int, float)) else None, meta.get("pinned") is True,
         )
+
+    def set_pinned(self, adapter_id: str, pinned: bool) -> None:
+        """Record the pin in the metadata (atomic rewrite), so it survives a restart."""
+        d = self._durable(adapter_id)
+        meta = self._meta(adapter_id)
+        meta["pinned"] = pinned
+        fd, tmp = tempfile.mkstemp(prefix=f".{adapter_id}.meta-", dir=self.durable_root)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(meta, indent=2) + "\n")
+            os.replace(tmp, d / META_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def pinned_ids(self) -> list[str]:
+        out = []
+        for aid in self.ids():
+            try:
+                if self._meta(aid).get("pinned") is True:
+                    out.append(aid)
+            except KeyError:
+                continue
+        return out
 
     def ids(self) -> list[str]:
         """Stored adapters, oldest use first (by folder mtime, which `touch` refreshes)."""
@@ -214,17 +292,26 @@ class AdapterStore:
         return [name for _, name in sorted(found)]
 
     def sweep(self, now: float | None = None) -> list[str]:
-        """Remove what a killed writer left: stale temp entries (dot names) in both
-        roots, and adapter folders without metadata (not visible to the bounds,
-        and not regenerable). Returns the names removed."""
+        """Remove what a killed writer left: temp entries (dot names) in both roots,
+        and adapter folders without metadata (not visible to the bounds, and not
+        regenerable). Returns the names removed.
+
+        The owner (see `claim`) removes every temp entry and empties the fast root
+        (a cache of the engine's adapters: a new engine holds none). Without the
+        claim, only temp entries older than STALE_TEMP_SECONDS go, since another
+        process may be writing the young ones right now."""
         now = time.time() if now is None else now
         removed = []
         for root in (self.durable_root, self.fast_root):
             if root is None:
                 continue
             for entry in root.iterdir():
-                if entry.name.startswith("."):
-                    if now - entry.lstat().st_mtime < STALE_TEMP_SECONDS:
+                if entry.name == OWNER_LOCK and root == self.durable_root:
+                    continue
+                if root == self.fast_root and self.owned:
+                    pass  # the fast root holds nothing a fresh engine needs
+                elif entry.name.startswith("."):
+                    if not self.owned and now - entry.lstat().st_mtime < STALE_TEMP_SECONDS:
                         continue
                 elif root == self.durable_root and _is_id(entry.name) and not (entry / META_FILE).is_file():
                     pass  # incomplete adapter folder from an older version
@@ -250,6 +337,26 @@ class AdapterStore:
             if root is not None:
                 _remove(root / adapter_id, root, adapter_id)
 
+    def drop_fast(self, adapter_id: str) -> None:
+        """Remove the fast copy only (the engine no longer holds the adapter)."""
+        validate_adapter_id(adapter_id)
+        if self.fast_root is not None:
+            _remove(self.fast_root / adapter_id, self.fast_root, adapter_id)
+
+    def fast_bytes(self) -> int:
+        """Bytes held in the fast root (tmpfs is RAM)."""
+        if self.fast_root is None:
+            return 0
+        total = 0
+        # Entries come and go while we look (renames, deletes): count what is there.
+        for d in _entries(self.fast_root):
+            for f in (_entries(d) if d.is_dir() and not d.is_symlink() else [d]):
+                try:
+                    total += f.lstat().st_size
+                except OSError:
+                    pass
+        return total
+
     def archive(self, adapter_id: str) -> bytes:
         """A .tar.gz of the PEFT folder (`<adapter_id>/adapter_config.json`, weights)."""
         d = self._durable(adapter_id)
@@ -260,6 +367,13 @@ class AdapterStore:
             for name in PEFT_FILES:
                 tar.add(d / name, arcname=f"{adapter_id}/{name}")
         return buf.getvalue()
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
 
 
 def _is_id(name: str) -> bool:

@@ -18,14 +18,21 @@ Two entry points (declared in plugin_names.py), both named in VLLM_PLUGINS by `t
     reads `task_description` or a `t2l-` model, makes the adapter resident,
     holds a reference until the response has been sent, and points `model` at
     it. Every other route refuses t2l ids and `task_description` with a 400.
+    Before any of that, every POST body but a form upload must be a
+    well-formed JSON object (`decode_json_body`: UTF-8, at most
+    MAX_JSON_DEPTH levels, finite numbers, 64-bit integers), or it gets a 400
+    in OpenAI error JSON before vLLM parses it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import json
 import logging
+import math
+import re
 import secrets
 from argparse import Namespace
 from dataclasses import dataclass
@@ -41,7 +48,15 @@ from ..adapter import ADAPTER_ID_RE, ADAPTER_PREFIX, normalize_description
 from .config import ServeConfig
 from .instructions import add_instructions
 from .plugin_names import ENDPOINT_PLUGIN
-from .service import AdapterEngine, AdapterInUse, AdapterNotFound, AdapterService, GenerationFailed
+from .service import (
+    AdapterEngine,
+    AdapterInUse,
+    AdapterNotFound,
+    AdapterPinned,
+    AdapterService,
+    GenerationFailed,
+    TooManyGenerations,
+)
 
 # A child of vLLM's logger, so messages go where vLLM's own go.
 logger = logging.getLogger("vllm.t2l_vllm")
@@ -76,6 +91,7 @@ _ERROR_TYPES = {
     404: "NotFoundError",
     409: "ConflictError",
     413: "RequestTooLargeError",
+    429: "RateLimitError",
     500: "InternalServerError",
     503: "ServiceUnavailableError",
 }
@@ -87,11 +103,18 @@ def error_body(status: int, message: str, param: str | None = None) -> bytes:
     return json.dumps({"error": err}).encode()
 
 
-async def _send_json(send, status: int, body: bytes) -> None:
+def retry_after(seconds: float) -> str:
+    """Retry-After takes whole seconds; never 0, which would invite an immediate retry storm."""
+    return str(max(1, math.ceil(seconds)))
+
+
+async def _send_json(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
     await send({
         "type": "http.response.start",
         "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers,
+        ],
     })
     await send({"type": "http.response.body", "body": body})
 
@@ -196,23 +219,21 @@ class TaskDescriptionMiddleware:
         if more:
             # Too big to inspect, and passing it on could drop a task_description silently.
             return await _send_json(send, 413, error_body(413, f"request body over {MAX_BODY_BYTES} bytes"))
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            payload = None
-        if not isinstance(payload, dict):
-            if path in ADAPTER_ROUTES and body.strip():
-                return await _send_json(send, 400, error_body(400, "request body is not a JSON object"))
+        if not body:
+            # Routes that take no body (/ping, .../cancel); vLLM answers a missing one on the others.
             return await self.app(scope, _replay(body, receive), send)
 
         try:
+            # Every JSON route of vLLM takes an object; anything that is not a
+            # well-formed one stops here with a 400, before vLLM parses it again.
+            payload = decode_json_body(body)
             if path in ADAPTER_ROUTES:
                 served = await self._resolve(scope, path, service, payload)
             else:
                 _refuse_t2l(path, payload)
                 served = None
         except _HTTPError as e:
-            return await _send_json(send, e.status, error_body(e.status, e.message, e.param))
+            return await _send_json(send, e.status, error_body(e.status, e.message, e.param), e.headers)
         if served is None:
             return await self.app(scope, _replay(body, receive), send)
 
@@ -242,6 +263,7 @@ class TaskDescriptionMiddleware:
             raise _HTTPError(400, "background responses cannot use t2l adapters; drop `background`", "background")
         if "task_description" in payload:
             return await self._serve_description(scope, path, service, payload)
+        # By id: the adapter exists (or is regenerated from its own metadata), so no rate limit applies.
         if isinstance(model, str) and model.startswith(ADAPTER_PREFIX):
             if not ADAPTER_ID_RE.match(model):
                 raise _HTTPError(404, f"The model `{model}` does not exist: not a valid t2l adapter id.", "model")
@@ -251,6 +273,8 @@ class TaskDescriptionMiddleware:
                 raise _HTTPError(404, f"The model `{model}` does not exist (no such t2l adapter).", "model") from None
             except GenerationFailed as e:
                 raise _HTTPError(500, str(e), "model") from None
+            except TooManyGenerations as e:  # a corrupt copy being regenerated with the queue full
+                raise _too_many(e, "model") from None
             return _Served(aid, [(ADAPTER_HEADER, aid.encode())])
         return None
 
@@ -266,6 +290,8 @@ class TaskDescriptionMiddleware:
             raise _HTTPError(400, str(e), "task_description") from None
         except GenerationFailed as e:
             raise _HTTPError(500, str(e), "task_description") from None
+        except TooManyGenerations as e:
+            raise _too_many(e) from None
         is_base = isinstance(model, str) and models.is_base_model(model)
         if model and not is_base and model != wanted:
             raise _HTTPError(
@@ -279,9 +305,11 @@ class TaskDescriptionMiddleware:
         aid = None
         if route != "prompt":
             try:
-                aid = await service.acquire_description(description)
+                aid = await service.acquire_description(description, client_key(scope))
             except GenerationFailed as e:
                 raise _HTTPError(500, str(e), "task_description") from None
+            except TooManyGenerations as e:
+                raise _too_many(e) from None
             payload["model"] = aid
             confidence = service.confidence(aid) if confidence is None else confidence
         elif not is_base:
@@ -335,9 +363,122 @@ def _is_multipart(scope) -> bool:
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None):
+    def __init__(self, status: int, message: str, param: str | None = None,
+                 headers: list[tuple[bytes, bytes]] = ()):
         super().__init__(message)
-        self.status, self.message, self.param = status, message, param
+        self.status, self.message, self.param, self.headers = status, message, param, list(headers)
+
+
+# ---- JSON request bodies -------------------------------------------------------------
+
+# How deep arrays and objects may nest in a request body. json.loads recurses once
+# per level, and so do the pydantic models, chat templates and grammar compilers
+# behind it: 5,000 levels of `[` ended in a RecursionError (a 500, which also
+# closes the connection) at a depth that depends on what else is on the stack.
+# Checked before parsing, without recursion. Real requests, tool and
+# response_format JSON schemas included, stay far below 100 levels.
+MAX_JSON_DEPTH = 100
+# One JSON string token, escapes included: brackets inside strings do not nest.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# Integers must fit the msgpack that carries requests to the engine core (int64
+# or uint64): a bigger one (top_k = 2**64 on /v1/responses) made its encoder
+# raise OverflowError, a 500. Out of range takes 19 digits or more (-2**63 - 1),
+# so a body without such a run needs no check, and the parse keeps its fast path.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def json_nesting_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when arrays/objects in `body` nest deeper than `limit`: a loop over the brackets, no recursion.
+
+    Exact for valid JSON; on invalid JSON it may count wrong, and the parse that follows refuses it.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:  # most bodies: too few brackets to nest that deep
+        return False
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for byte in brackets:
+        if byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _int64(text: str) -> int:
+    value = int(text) if len(text) <= 21 else None  # longer: out of range, no need to convert
+    if value is None or not _INT_MIN <= value <= _INT_MAX:
+        shown = text if len(text) <= 24 else text[:24] + "..."
+        raise _HTTPError(400, f"integer {shown} in the request body does not fit in 64 bits")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf
+        raise _HTTPError(400, f"number {text[:40]} in the request body is out of range")
+    return value
+
+
+def _refuse_constant(name: str):
+    raise _HTTPError(400, f"{name} is not a JSON value; send finite numbers only")
+
+
+def decode_json_body(body: bytes) -> dict:
+    """The JSON object a request body holds, or _HTTPError(400) saying what is wrong with it.
+
+    Used by the middleware (every POST route but form uploads) and the admin
+    create route. Stricter than the json.loads(bytes) vLLM runs on the body we
+    pass on, so both read a body the same way:
+    - UTF-8 only (RFC 8259 section 8.1), a UTF-8 BOM ignored as json.loads does.
+      UTF-16/32 are refused rather than guessed at: OpenAI clients send UTF-8,
+      and the body goes on to vLLM unchanged.
+    - at most MAX_JSON_DEPTH levels of nesting;
+    - no NaN/Infinity (not JSON) and no number that overflows a float (1e999
+      would reach sampling parameters as inf), no integer outside
+      [-2**63, 2**64 - 1];
+    - an object at the top: every JSON route of vLLM and ours takes one.
+    """
+    if b"\x00" in body:  # never valid in JSON text; the mark of UTF-16/32
+        raise _HTTPError(400, "request body has NUL bytes: send JSON as UTF-8 (UTF-16/32 are not accepted)")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise _HTTPError(400, f"request body is not UTF-8 (bad byte at offset {e.start}); send JSON as UTF-8") from None
+    if not text.strip():
+        raise _HTTPError(400, "request body is empty; expected a JSON object")
+    if json_nesting_exceeds(body):
+        raise _HTTPError(400, f"request body nests arrays/objects deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        hooks = {"parse_int": _int64} if _LONG_DIGITS.search(body) else {}
+        value = json.loads(text, parse_float=_finite_float, parse_constant=_refuse_constant, **hooks)
+    except json.JSONDecodeError as e:
+        raise _HTTPError(400, f"request body is not valid JSON: {e}") from None
+    except RecursionError:  # not reachable under MAX_JSON_DEPTH; a 400 all the same
+        raise _HTTPError(400, "request body nests arrays/objects too deeply") from None
+    if not isinstance(value, dict):
+        kind = "null" if value is None else _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+        raise _HTTPError(400, f"request body is {kind}; expected a JSON object")
+    return value
+
+
+def _too_many(e: TooManyGenerations, param: str = "task_description") -> _HTTPError:
+    return _HTTPError(429, str(e), param, [(b"retry-after", retry_after(e.retry_after).encode())])
+
+
+def client_key(scope) -> str:
+    """Who --max-new-adapters-per-minute counts: a digest of the bearer token ("" without one).
+
+    The token itself is never kept; with no --api-key every caller shares one budget.
+    """
+    for k, v in scope.get("headers") or []:
+        if k.lower() == b"authorization":
+            return hashlib.sha256(v).hexdigest()[:16]
+    return ""
 
 
 async def _read_body(receive, limit: int = MAX_BODY_BYTES) -> tuple[bytes, bool]:
@@ -378,6 +519,12 @@ def _admin_router() -> APIRouter:
     def err(status: int, message: str, param: str | None = None) -> Response:
         return Response(error_body(status, message, param), status_code=status, media_type="application/json")
 
+    def too_many(e: TooManyGenerations, param: str) -> Response:
+        return Response(
+            error_body(429, str(e), param), status_code=429, media_type="application/json",
+            headers={"retry-after": retry_after(e.retry_after)},
+        )
+
     def service_of(request: Request) -> AdapterService:
         return getattr(request.app.state, STATE_KEY)
 
@@ -389,17 +536,19 @@ def _admin_router() -> APIRouter:
     @router.post("/adapters")
     async def create_adapter(request: Request):
         try:
-            payload = json.loads(await request.body())
-        except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            return err(400, f"request body is not valid JSON: {type(e).__name__}")
-        if not isinstance(payload, dict) or "task_description" not in payload:
+            payload = decode_json_body(await request.body())
+        except _HTTPError as e:
+            return err(e.status, e.message, e.param)
+        if "task_description" not in payload:
             return err(400, "expected a JSON object with a task_description string", "task_description")
         try:
-            return JSONResponse(await service_of(request).create(payload["task_description"]))
+            return JSONResponse(await service_of(request).create(payload["task_description"], client_key(request.scope)))
         except ValueError as e:
             return err(400, str(e), "task_description")
         except GenerationFailed as e:
             return err(500, str(e), "task_description")
+        except TooManyGenerations as e:
+            return too_many(e, "task_description")
 
     @router.get("/adapters")
     async def list_adapters(request: Request):
@@ -436,9 +585,33 @@ def _admin_router() -> APIRouter:
             await service_of(request).delete(adapter_id)
         except AdapterNotFound:
             return err(404, f"no adapter {adapter_id}", "adapter_id")
-        except AdapterInUse as e:
+        except (AdapterInUse, AdapterPinned) as e:
             return err(409, str(e), "adapter_id")
         return JSONResponse({"id": adapter_id, "object": "t2l.adapter", "deleted": True})
+
+    @router.post("/adapters/{adapter_id}/pin")
+    async def pin_adapter(adapter_id: str, request: Request):
+        if (bad := bad_id(adapter_id)) is not None:
+            return bad
+        try:
+            return JSONResponse(await service_of(request).pin(adapter_id))
+        except AdapterNotFound:
+            return err(404, f"no adapter {adapter_id}", "adapter_id")
+        except AdapterPinned as e:
+            return err(409, str(e), "adapter_id")
+        except GenerationFailed as e:
+            return err(500, str(e), "adapter_id")
+        except TooManyGenerations as e:  # a corrupt copy being regenerated with the queue full
+            return too_many(e, "adapter_id")
+
+    @router.delete("/adapters/{adapter_id}/pin")
+    async def unpin_adapter(adapter_id: str, request: Request):
+        if (bad := bad_id(adapter_id)) is not None:
+            return bad
+        try:
+            return JSONResponse(await service_of(request).unpin(adapter_id))
+        except AdapterNotFound:
+            return err(404, f"no adapter {adapter_id}", "adapter_id")
 
     return router
 
@@ -480,6 +653,42 @@ class T2LEndpointPlugin:
         )
         setattr(state, STATE_KEY, service)
         _RESOLVER.service = service
+        # tmpfs is RAM: the fast tier goes with the server. Runs after the
+        # generation thread has finished its job (threads are joined first).
+        atexit.register(service.store.release_fast_root)
+        keep_only_latest_lora_info()
+        await service.start()
+
+
+# vLLM's info gauge naming the running and waiting LoRA adapters in its labels.
+LORA_INFO_METRIC = "vllm:lora_requests_info"
+
+
+def keep_only_latest_lora_info(registry=None) -> bool:
+    """Bound vLLM's `vllm:lora_requests_info` to its latest series.
+
+    vLLM sets it once per logging interval, labelled with the comma-joined names
+    of the running and waiting adapters, and never drops a label set. With an
+    adapter per description, every new combination is a new series forever:
+    measured 3,746 series and /metrics 66 -> 893 KiB over 4,000 descriptions,
+    and the API server's memory with it. Clearing the old series before each
+    update keeps the metric's meaning (the newest series is the current state).
+    Returns False when the metric is not there (no --enable-lora, or renamed).
+    """
+    from prometheus_client import REGISTRY
+
+    registry = registry or REGISTRY
+    gauge = getattr(registry, "_names_to_collectors", {}).get(LORA_INFO_METRIC)
+    if gauge is None or not hasattr(gauge, "clear"):
+        return False
+    labels = type(gauge).labels
+
+    def latest_only(*args, **kwargs):
+        gauge.clear()
+        return labels(gauge, *args, **kwargs)
+
+    gauge.labels = latest_only
+    return True
 
 
 def build_service(serving_models, engine_client, args: Namespace) -> AdapterService:
