@@ -103,6 +103,13 @@ def test_pin_keeps_an_adapter_through_evictions(server, http):
     assert http.post(f"/v1/t2l/adapters/{pinned}/pin").status_code == 200  # pinned again for the next test
 
 
+def test_admin_bodies_are_capped(server, http):
+    from t2l_vllm.serving.vllm_plugin import MAX_BODY_BYTES
+
+    r = http.post("/v1/t2l/adapters", content=b" " * (MAX_BODY_BYTES + 1), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == 413
+
+
 def test_descriptions_stay_out_of_the_log_and_the_metrics(server, http):
     log = server.log_path.read_text(errors="replace")
     assert SECRET not in log and "t2l-" in log  # adapter ids are logged, their descriptions are not

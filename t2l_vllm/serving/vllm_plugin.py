@@ -513,6 +513,17 @@ def _replay(body: bytes, receive):
 # ---- admin routes ----------------------------------------------------------------
 
 
+async def _capped_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body of an admin request (the middleware skips those), refused with 413 past `limit`."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _HTTPError(413, f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _admin_router() -> APIRouter:
     router = APIRouter(prefix=ADMIN_PREFIX.rstrip("/"))
 
@@ -536,7 +547,7 @@ def _admin_router() -> APIRouter:
     @router.post("/adapters")
     async def create_adapter(request: Request):
         try:
-            payload = decode_json_body(await request.body())
+            payload = decode_json_body(await _capped_body(request))
         except _HTTPError as e:
             return err(e.status, e.message, e.param)
         if "task_description" not in payload:
