@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from benchmarks import flood_bench, hypernet_bench, serve_bench
-from tests.server_utils import ROOT, ServerProcess
+from tests.server_utils import ROOT, running_tiny_server
 
 API_KEY = "bench-key"
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -24,16 +24,8 @@ HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_base_dir, tiny_hypernet_dir):
     tmp = tmp_path_factory.mktemp("bench-server")
-    env = {"T2L_VLLM_FAST_DIR": str(tmp / "fast"), "VLLM_CPU_KVCACHE_SPACE": "1"}
-    args = [
-        "--model", str(tiny_base_dir), "--hypernet", str(tiny_hypernet_dir), "--adapter-dir", str(tmp / "adapters"),
-        "--dtype", "float32", "--max-model-len", "512", "--max-loras", "2", "--enforce-eager",
-    ]
-    srv = ServerProcess(args, env, tmp / "server.log", api_key=API_KEY)
-    try:
-        yield srv.wait_ready()
-    finally:
-        srv.stop()
+    with running_tiny_server(tmp, tiny_base_dir, tiny_hypernet_dir, api_key=API_KEY) as srv:
+        yield srv
 
 
 # ---- flood_bench ---------------------------------------------------------------------

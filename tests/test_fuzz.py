@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from benchmarks import fuzz_cases as fc
-from tests.server_utils import ServerProcess
+from tests.server_utils import running_tiny_server
 
 API_KEY = "fuzz-key"
 ROUTES_REPORTED = ("/v1/chat/completions", "/v1/completions", "/v1/t2l/adapters")
@@ -27,16 +27,8 @@ ROUTES_REPORTED = ("/v1/chat/completions", "/v1/completions", "/v1/t2l/adapters"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_base_dir, tiny_hypernet_dir):
     tmp = tmp_path_factory.mktemp("fuzz-server")
-    env = {"T2L_VLLM_FAST_DIR": str(tmp / "fast"), "VLLM_CPU_KVCACHE_SPACE": "1"}
-    args = [
-        "--model", str(tiny_base_dir), "--hypernet", str(tiny_hypernet_dir), "--adapter-dir", str(tmp / "adapters"),
-        "--dtype", "float32", "--max-model-len", "512", "--max-loras", "2", "--enforce-eager",
-    ]
-    srv = ServerProcess(args, env, tmp / "server.log", api_key=API_KEY)
-    try:
-        yield srv.wait_ready()
-    finally:
-        srv.stop()
+    with running_tiny_server(tmp, tiny_base_dir, tiny_hypernet_dir, api_key=API_KEY) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.server_utils import ServerProcess
+from tests.server_utils import running_tiny_server
 from tests.test_server import wait_for
 
 KEYS = ("key-a", "key-b", "key-c")
@@ -26,20 +26,12 @@ SECRET = "Zorblax-quux-7731"  # appears in descriptions; must never reach the lo
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_base_dir, tiny_hypernet_dir):
     tmp = tmp_path_factory.mktemp("reliability")
-    env = {"T2L_VLLM_FAST_DIR": str(tmp / "fast"), "VLLM_CPU_KVCACHE_SPACE": "1"}
-    args = [
-        "--model", str(tiny_base_dir), "--hypernet", str(tiny_hypernet_dir),
-        "--adapter-dir", str(tmp / "adapters"), "--max-engine-adapters", str(MAX_ENGINE),
-        "--max-disk-adapters", str(MAX_DISK), "--max-new-adapters-per-minute", str(PER_MINUTE),
-        "--dtype", "float32", "--max-model-len", "512", "--max-loras", "2", "--enforce-eager",
-        "--api-key", *KEYS,
+    extra = [
+        "--max-engine-adapters", str(MAX_ENGINE), "--max-disk-adapters", str(MAX_DISK),
+        "--max-new-adapters-per-minute", str(PER_MINUTE), "--api-key", *KEYS,
     ]
-    srv = ServerProcess(args, env, tmp / "server.log")
-    srv.adapter_dir, srv.fast_dir = tmp / "adapters", tmp / "fast"
-    try:
-        yield srv.wait_ready()
-    finally:
-        srv.stop()
+    with running_tiny_server(tmp, tiny_base_dir, tiny_hypernet_dir, *extra) as srv:
+        yield srv
 
 
 def sdk(server, key=API_KEY):

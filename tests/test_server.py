@@ -17,7 +17,7 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.server_utils import ServerProcess
+from tests.server_utils import ServerProcess, running_tiny_server
 
 API_KEY = "test-key"
 MAX_ENGINE, MAX_DISK = 3, 5
@@ -26,19 +26,11 @@ MAX_ENGINE, MAX_DISK = 3, 5
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_base_dir, tiny_hypernet_dir):
     tmp = tmp_path_factory.mktemp("server")
-    env = {"T2L_VLLM_FAST_DIR": str(tmp / "fast"), "VLLM_CPU_KVCACHE_SPACE": "1"}
-    args = [
-        "--model", str(tiny_base_dir), "--hypernet", str(tiny_hypernet_dir),
-        "--adapter-dir", str(tmp / "adapters"), "--max-engine-adapters", str(MAX_ENGINE),
-        "--max-disk-adapters", str(MAX_DISK), "--max-description-chars", "300",
-        "--dtype", "float32", "--max-model-len", "512", "--max-loras", "2", "--enforce-eager",
+    extra = [
+        "--max-engine-adapters", str(MAX_ENGINE), "--max-disk-adapters", str(MAX_DISK), "--max-description-chars", "300",
     ]
-    srv = ServerProcess(args, env, tmp / "server.log", api_key=API_KEY)
-    srv.adapter_dir, srv.fast_dir = tmp / "adapters", tmp / "fast"
-    try:
-        yield srv.wait_ready()
-    finally:
-        srv.stop()
+    with running_tiny_server(tmp, tiny_base_dir, tiny_hypernet_dir, *extra, api_key=API_KEY) as srv:
+        yield srv
 
 
 @pytest.fixture
