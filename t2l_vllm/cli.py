@@ -106,6 +106,13 @@ def _progress_bar(desc: str):
     return update
 
 
+def _answer(args: argparse.Namespace) -> str:
+    """--answer, or the suite's default (v1: short, as the shipped checkpoint; compositional: all)."""
+    from .tasks.suites import DEFAULT_ANSWER
+
+    return args.answer or DEFAULT_ANSWER[args.suite]
+
+
 def _train(args: argparse.Namespace, name: str, train, *inputs, report=lambda out: f"checkpoint: {out}") -> int:
     """Run `train(hypernet_config, base, out, *inputs, progress=bar)`; print `report(result)` and the time."""
     from .config import HypernetConfig
@@ -124,24 +131,27 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
 
     config = SFTConfig(
         steps=args.steps, lr=args.lr, tasks_per_batch=args.tasks_per_batch, seed=args.seed,
-        save_every=args.save_every, style=args.style, init_from=str(args.init_from or ""), answer=args.answer,
+        save_every=args.save_every, style=args.style, init_from=str(args.init_from or ""), answer=_answer(args),
         distill_weight=args.distill_weight, distill_tokens=args.distill_tokens, distill_only=args.distill_only,
+        suite=args.suite, max_families=args.max_families, sibling_batches=args.sibling_batches,
     )
     return _train(args, "sft", train_sft, config)
 
 
 def cmd_train_oracles(args: argparse.Namespace) -> int:
-    from .tasks import FAMILIES
+    from .tasks.suites import get_suite
     from .training.peft_lora import OracleConfig, train_oracles
 
-    wanted = ("short", "open") if args.answer == "all" else (args.answer,)
-    names = args.tasks.split(",") if args.tasks else [n for n, f in FAMILIES.items() if f.answer in wanted]
-    unknown = [n for n in names if n not in FAMILIES]
+    families = get_suite(args.suite).families
+    answer = _answer(args)
+    wanted = ("short", "open") if answer == "all" else (answer,)
+    names = args.tasks.split(",") if args.tasks else [n for n, f in families.items() if f.answer in wanted]
+    unknown = [n for n in names if n not in families]
     if unknown:
         raise ValueError(f"unknown task families: {', '.join(unknown)}")
     config = OracleConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
     return _train(
-        args, "oracles", train_oracles, [FAMILIES[n] for n in names], config,
+        args, "oracles", train_oracles, [families[n] for n in names], config,
         report=lambda done: f"{len(done)} oracle adapters under {args.out}",
     )
 
@@ -149,7 +159,9 @@ def cmd_train_oracles(args: argparse.Namespace) -> int:
 def cmd_train_multitask(args: argparse.Namespace) -> int:
     from .training.peft_lora import MultitaskConfig, train_multitask
 
-    config = MultitaskConfig(steps=args.steps, lr=args.lr, seed=args.seed, save_every=args.save_every, answer=args.answer)
+    config = MultitaskConfig(
+        steps=args.steps, lr=args.lr, seed=args.seed, save_every=args.save_every, answer=_answer(args), suite=args.suite
+    )
     return _train(args, "multitask", train_multitask, config, report=lambda path: f"adapter: {path}")
 
 
@@ -158,16 +170,24 @@ def cmd_train_recon(args: argparse.Namespace) -> int:
 
     config = ReconConfig(
         library=str(Path(args.library).resolve()), tasks=args.tasks or "", steps=args.steps, lr=args.lr,
-        seed=args.seed, tasks_per_batch=args.tasks_per_batch, answer=args.answer,
+        seed=args.seed, tasks_per_batch=args.tasks_per_batch, answer=_answer(args), suite=args.suite,
     )
     return _train(args, "recon", train_reconstruction, config)
 
 
 def cmd_make_tasks(args: argparse.Namespace) -> int:
-    from .tasks import make_examples, write_jsonl
+    from .tasks import write_jsonl
+    from .tasks.suites import get_suite, nested_subset
 
+    suite = get_suite(args.suite)
+    if args.split not in suite.splits:
+        raise ValueError(f"split {args.split!r} is not a split of the {suite.name} suite ({', '.join(suite.splits)})")
     families = args.tasks.split(",") if args.tasks else None
-    examples = make_examples(families, args.split, args.n_per_task, args.seed, answer=args.answer)
+    if args.max_families:
+        # The split's first N families in the suite's fixed nested order (every group early).
+        pool = [suite.families[n] for n in families] if families else suite.split_families(args.split, args.answer)
+        families = [f.name for f in nested_subset(pool, args.max_families, suite.operation_of)]
+    examples = suite.make_examples(families, args.split, args.n_per_task, args.seed, answer=args.answer)
     write_jsonl(args.out, examples)
     print(f"{len(examples)} examples -> {args.out}")
     return 0
@@ -219,21 +239,35 @@ def cmd_confidence_index(args: argparse.Namespace) -> int:
     from .checkpoint import read_hypernet_config
     from .confidence import CONFIDENCE_FILE, build_confidence_index
     from .encoders import load_encoder
-    from .tasks import train_descriptions, training_families
+    from .tasks.suites import get_suite, select_training_families
 
     config, _ = read_hypernet_config(args.hypernet)
     if config.encoder.kind == "base-hidden":
         raise ValueError("confidence-index needs a text encoder; this checkpoint reads the base model's hidden states")
-    descriptions = [d for fam in training_families(args.answer) for d in train_descriptions(fam)]
+    suite = get_suite(args.suite)
+    families = select_training_families(suite, _answer(args), args.max_families)
+    descriptions = [d for fam in families for d in suite.train_descriptions(fam)]
     index = build_confidence_index(load_encoder(config.encoder), descriptions)
     path = index.save(args.hypernet)
     print(f"{path}: {len(descriptions)} training descriptions ({CONFIDENCE_FILE}, {path.stat().st_size / 1024:.0f} KiB)")
     return 0
 
 
+def _add_suite(parser: argparse.ArgumentParser, answer_help: str) -> None:
+    """--suite and --answer, shared by the training commands and confidence-index."""
+    from .tasks.suites import SUITES
+
+    parser.add_argument("--suite", default="v1", choices=list(SUITES),
+                        help="task suite: v1 (the original 87 families, default) or compositional (issue 13's grid)")
+    parser.add_argument("--answer", default=None, choices=["short", "open", "all"],
+                        help=answer_help + " (default: short for --suite v1, all for --suite compositional)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .confidence import DEFAULT_MIN_CONFIDENCE, DEFAULT_POLICY, POLICIES
     from .serving.config import ServeConfig
+    from .tasks import splits as v1_splits
+    from .tasks.suites import COMPOSITIONAL_SPLITS, SUITES
 
     p = argparse.ArgumentParser(prog="t2l-vllm", description="Text-to-LoRA adapters for vLLM")
     sub = p.add_subparsers(dest="command", required=True)
@@ -259,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     ServeConfig.add_arguments(sv)
     sv.set_defaults(func=cmd_serve, passthrough=True)
 
+    from .cluster.cli import add_parser as add_cluster_parser
+
+    add_cluster_parser(sub)
+
     ts = sub.add_parser("train-sft", help="train a hypernetwork end to end through the base model (resumable)")
     ts.add_argument("--out", required=True, help="run folder; rerunning the same command resumes it")
     ts.add_argument("--base-model", help="base model folder (default: the embedded SmolLM2-135M-Instruct)")
@@ -270,8 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--save-every", type=int, default=50)
     ts.add_argument("--style", default="t2l", choices=["t2l", "t2l+desc"], help="prompt style trained on")
     ts.add_argument("--init-from", help="start from this hypernetwork checkpoint (e.g. a reconstruction run)")
-    ts.add_argument("--answer", default="short", choices=["short", "open", "all"],
-                    help="training families by answer type: short (the original suite, default), open or all")
+    _add_suite(ts, "training families by answer type: short, open or all")
+    ts.add_argument("--max-families", type=int, default=0,
+                    help="train on the first N training families of the suite's fixed nested order "
+                    "(25 within 50 within 100 ..., every group early; default 0: all)")
+    ts.add_argument("--sibling-batches", action="store_true",
+                    help="put a sibling of each sampled family (its mirror, else a group-mate) into the same step")
     ts.add_argument("--distill-weight", type=float, default=0.0,
                     help="weight of context distillation: KL to the base model prompted with the description (0: off)")
     ts.add_argument("--distill-tokens", type=int, default=48, help="length of the teacher's greedy continuation")
@@ -287,8 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--lr", type=float, default=1e-3)
     to.add_argument("--batch-size", type=int, default=8)
     to.add_argument("--seed", type=int, default=0)
-    to.add_argument("--answer", default="short", choices=["short", "open", "all"],
-                    help="without --tasks: families by answer type (default short, the original suite)")
+    _add_suite(to, "without --tasks: families by answer type")
     to.set_defaults(func=cmd_train_oracles)
 
     tm = sub.add_parser("train-multitask", help="train one PEFT LoRA on all training families (resumable)")
@@ -299,8 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     tm.add_argument("--lr", type=float, default=5e-4)
     tm.add_argument("--seed", type=int, default=0)
     tm.add_argument("--save-every", type=int, default=50)
-    tm.add_argument("--answer", default="short", choices=["short", "open", "all"],
-                    help="training families by answer type: short (the original suite, default), open or all")
+    _add_suite(tm, "training families by answer type: short, open or all")
     tm.set_defaults(func=cmd_train_multitask)
 
     tr = sub.add_parser("train-recon", help="train a hypernetwork to reconstruct the oracle library (resumable)")
@@ -313,8 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--tasks-per-batch", type=int, default=4)
     tr.add_argument("--lr", type=float, default=4e-5)
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--answer", default="short", choices=["short", "open", "all"],
-                    help="training families by answer type: short (the original suite, default), open or all")
+    _add_suite(tr, "training families by answer type: short, open or all")
     tr.set_defaults(func=cmd_train_recon)
 
     ev = sub.add_parser("eval", help="score modes (base, base+desc, t2l, ...) on a JSONL task file with one vLLM engine")
@@ -341,13 +380,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_export)
 
     mk = sub.add_parser("make-tasks", help="write a JSONL task file from the built-in task suite")
-    mk.add_argument("--split", required=True, choices=["train", "heldout-desc", "heldout-family"])
+    split_names = list(dict.fromkeys(v1_splits.SPLITS + COMPOSITIONAL_SPLITS))
+    mk.add_argument("--split", required=True, choices=split_names,
+                    help="v1: train, heldout-desc, heldout-family; compositional: also heldout-combination, mirror")
+    mk.add_argument("--suite", default="v1", choices=list(SUITES), help="task suite (default v1, the original)")
+    mk.add_argument("--max-families", type=int, default=0,
+                    help="only the split's first N families in the suite's fixed nested order (default 0: all)")
     mk.add_argument("--n-per-task", type=int, default=20)
     mk.add_argument("--seed", type=int, default=1000)
     mk.add_argument("--tasks", help="comma-separated families (default: all of the split)")
     mk.add_argument("--out", required=True)
     mk.add_argument("--answer", choices=["short", "open", "all"], default=None,
-                    help="families by answer type: short (default without --tasks), open or all")
+                    help="families by answer type: short, open or all (default: v1 short without --tasks, "
+                    "compositional all)")
     mk.set_defaults(func=cmd_make_tasks)
 
     ci = sub.add_parser(
@@ -355,8 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a checkpoint's confidence index (its training descriptions, embedded) into the checkpoint folder",
     )
     ci.add_argument("--hypernet", required=True, help="checkpoint folder to add confidence.safetensors to")
-    ci.add_argument("--answer", default="short", choices=["short", "open", "all"],
-                    help="the training families the checkpoint was trained on (default short: the original suite)")
+    _add_suite(ci, "the training families the checkpoint was trained on")
+    ci.add_argument("--max-families", type=int, default=0, help="as the checkpoint's train-sft --max-families")
     ci.set_defaults(func=cmd_confidence_index)
     return p
 

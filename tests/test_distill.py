@@ -136,7 +136,7 @@ def test_sft_with_distillation_lowers_the_kl_of_its_batch(base, tiny_base_dir, t
     # On the tiny random model what the description does to the output is specific to each input,
     # so only a batch seen repeatedly shows the effect within a few steps: every step draws this one.
     fixed = sample_step(training_families("short"), 4, 0, 0)
-    monkeypatch.setattr(sft, "sample_step", lambda families, n, seed, step: [dict(ex) for ex in fixed])
+    monkeypatch.setattr(sft, "sample_step", lambda families, n, seed, step, *suite_args: [dict(ex) for ex in fixed])
     config = sft.SFTConfig(
         steps=20, tasks_per_batch=4, lr=1e-3, warmup_steps=2, save_every=20,
         distill_weight=1.0, distill_tokens=8, distill_only=True,

@@ -8,7 +8,8 @@ STAGES = ("encode", "hypernet", "write", "register")
 async def scrape_metrics(http) -> dict:
     """The t2l_* samples of the server's Prometheus /metrics: {(name, labels): value}.
 
-    `http` is an httpx.AsyncClient on the server's root URL.
+    `http` is an httpx.AsyncClient on the server's root URL. A cluster's front door
+    labels each replica's samples with `replica`: those are summed over replicas.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,7 +19,8 @@ async def scrape_metrics(http) -> dict:
     for family in text_string_to_metric_families(r.text):
         for s in family.samples:
             if s.name.startswith("t2l_"):
-                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+                key = (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "replica")))
+                out[key] = out.get(key, 0.0) + s.value
     return out
 
 
@@ -63,12 +65,16 @@ def stage_histogram(before: dict, after: dict, stage: str) -> dict:
 def server_deltas(before: dict, after: dict) -> dict:
     hits = _delta(before, after, "t2l_adapter_cache_total", result="hit")
     misses = _delta(before, after, "t2l_adapter_cache_total", result="miss")
+    # Servers with a shared adapter folder (a cluster's replicas): adopted from it, neither made nor held here.
+    shared = _delta(before, after, "t2l_adapter_cache_total", result="shared")
+    lookups = hits + misses + shared
     stages = {s: stage_histogram(before, after, s) for s in STAGES}
     means = [stages[s]["mean_ms"] for s in STAGES]
     return {
         "generation_ms": stages,
         "generation_plus_register_mean_ms": round(sum(means), 2) if all(m is not None for m in means) else None,
-        "cache": {"hit": int(hits), "miss": int(misses), "hit_rate": round(hits / (hits + misses), 3) if hits + misses else None},
+        "cache": {"hit": int(hits), "miss": int(misses), "shared": int(shared),
+                  "hit_rate": round(hits / lookups, 3) if lookups else None},
         "singleflight_joins": int(_delta(before, after, "t2l_adapter_singleflight_joins_total")),
         "generation_errors": int(_delta(before, after, "t2l_adapter_generation_errors_total")),
         "evictions": {t: int(_delta(before, after, "t2l_adapter_evictions_total", tier=t)) for t in ("engine", "disk")},

@@ -32,10 +32,10 @@ def chrf(output: str, target: str) -> float:
 
 
 def answer_type(task: str) -> str:
-    """"open" for the suite's open-ended families, else "short"."""
-    from t2l_vllm.tasks import FAMILIES
+    """"open" for the open-ended families of either suite (v1 or compositional), else "short"."""
+    from t2l_vllm.tasks.suites import find_family
 
-    family = FAMILIES.get(task)
+    family = find_family(task)
     return family.answer if family is not None else "short"
 
 

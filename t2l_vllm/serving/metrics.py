@@ -21,7 +21,9 @@ class T2LMetrics:
             registry=registry,
         )
         self.cache = Counter(
-            "t2l_adapter_cache", "Adapter lookups: hit (already made) or miss (generated).", ["result"], registry=registry
+            "t2l_adapter_cache",
+            "Adapter lookups: hit (already made here), shared (loaded from the shared store) or miss (generated).",
+            ["result"], registry=registry,
         )
         self.singleflight_joins = Counter(
             "t2l_adapter_singleflight_joins", "Requests that waited on a generation already under way.", registry=registry

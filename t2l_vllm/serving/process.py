@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,12 +26,39 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _start_in_owner_thread(start) -> subprocess.Popen:
+    """Run `start()` in a thread that then waits for the child, so the child's parent thread outlives it."""
+    started: list = []
+    ready = threading.Event()
+
+    def owner() -> None:
+        try:
+            started.append(start())
+        except BaseException as e:
+            started.append(e)
+        finally:
+            ready.set()
+        if isinstance(started[0], subprocess.Popen):
+            started[0].wait()
+
+    threading.Thread(target=owner, name="t2l-server-owner", daemon=True).start()
+    ready.wait()
+    if isinstance(started[0], BaseException):
+        raise started[0]
+    return started[0]
+
+
 class ServerProcess:
     """`t2l-vllm serve ARGS` in its own process group, output to `log_path`.
 
     `wait_ready()` polls /health until it answers 200 (failing early if the
     process dies); `stop()` sends SIGTERM to the API server, then to the group,
     then SIGKILL.
+
+    die_with_parent: run the server under `guard.py`, which stops the whole
+    group when this process dies (kill -9 included). The kernel ties that to
+    the thread that started the child, so it is started from a thread that
+    lives as long as the child.
     """
 
     def __init__(
@@ -40,6 +68,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         api_key: str | None = None,
         cwd: str | Path | None = None,
+        die_with_parent: bool = False,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -48,12 +77,18 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "t2l_vllm.cli", "serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
         if api_key:
             cmd += ["--api-key", api_key]
+        if die_with_parent:
+            cmd = [sys.executable, "-m", "t2l_vllm.serving.guard", "--", *cmd]
         self.cmd = cmd
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-            cwd=str(cwd) if cwd else None, start_new_session=True,
-        )
+
+        def start() -> subprocess.Popen:
+            return subprocess.Popen(
+                cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                cwd=str(cwd) if cwd else None, start_new_session=True,
+            )
+
+        self.proc = _start_in_owner_thread(start) if die_with_parent else start()
 
     def wait_ready(self, timeout: float = 600) -> "ServerProcess":
         import httpx

@@ -32,6 +32,10 @@ Invariants:
   against the bounds, and at least one engine slot stays unpinned.
 - The fast (tmpfs) tier mirrors the engine: a copy is dropped when its
   adapter is unregistered, so its size is that of the registered adapters.
+- With a shared store (`shared_store.py`, servers of one cluster), an adapter
+  missing here is adopted from it before anything is generated, a new one is
+  generated under the store's lock for its id and published there, and a
+  delete removes the shared copy too. Requests by id find shared adapters.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ from ..confidence import route
 from ..generator import AdapterGenerator
 from .config import ServeConfig
 from .metrics import T2LMetrics
-from .store import AdapterStore, StoredAdapterInvalid
+from .shared_store import LOCK_POLL_S, LOCK_TIMEOUT_S, SharedAdapterStore
+from .store import AdapterStore, StoredAdapter, StoredAdapterInvalid
 
 logger = logging.getLogger("vllm.t2l_vllm")
 
@@ -104,9 +109,10 @@ class _Usage:
 
 class AdapterService:
     def __init__(self, generator: AdapterGenerator, store: AdapterStore, engine: AdapterEngine,
-                 config: ServeConfig, metrics: T2LMetrics):
+                 config: ServeConfig, metrics: T2LMetrics, shared: SharedAdapterStore | None = None):
         self.generator = generator
         self.store = store
+        self.shared = shared
         self.engine = engine
         self.config = config
         self.metrics = metrics
@@ -118,6 +124,8 @@ class AdapterService:
         self._resident: OrderedDict[str, None] = OrderedDict()  # LRU order, most recent last
         store.claim()  # AdapterFolderInUse when another server owns the folder
         swept = store.sweep()
+        if shared is not None:
+            swept += shared.sweep()
         if swept:
             logger.info("t2l-vllm: removed %d leftover entries (temp files, stale fast copies)", len(swept))
         self._disk: OrderedDict[str, None] = OrderedDict((a, None) for a in store.ids())
@@ -205,10 +213,13 @@ class AdapterService:
     async def acquire_id(self, adapter_id: str) -> str:
         """Hold a known adapter by id (AdapterNotFound if it is neither registered nor stored)."""
         validate_adapter_id(adapter_id)
-        if adapter_id not in self._resident and adapter_id not in self._disk:
+        if adapter_id not in self._resident and adapter_id not in self._disk and not await self._in_shared(adapter_id):
             raise AdapterNotFound(adapter_id)
         await self._acquire(adapter_id, None)
         return adapter_id
+
+    async def _in_shared(self, adapter_id: str) -> bool:
+        return self.shared is not None and await self._io(self.shared.has, adapter_id)
 
     def release(self, adapter_id: str) -> None:
         self._refs[adapter_id] -= 1
@@ -250,16 +261,19 @@ class AdapterService:
         try:
             path = await self._stored_path(aid, text)
             if path is None:
+                path = await self._from_shared(aid)
+            if path is None:
                 if text is None:
                     self._disk.pop(aid, None)
                     raise AdapterNotFound(aid)
                 admitted = self._admit_new_adapter(client)
-                self.metrics.cache.labels("miss").inc()
                 try:
-                    path = await self._generate_on_thread(aid, text)
+                    path, generated = await self._generate_once(aid, text)
                 except TooManyGenerations:
                     self._unadmit(client, admitted)  # refused for the queue: nothing was created
                     raise
+                if not generated:
+                    self._unadmit(client, admitted)  # another server made it while we waited
             t0 = time.perf_counter()
             try:
                 await self.engine.register(aid, path)
@@ -298,6 +312,8 @@ class AdapterService:
             if description is None:
                 raise AdapterNotFound(aid) from None
             if text is None:  # regenerate from the metadata's description (checked to match the id)
+                if (path := await self._from_shared(aid)) is not None:
+                    return path
                 text = normalize_description(description, self.config.max_description_chars)
                 if make_adapter_id(text, self.generator.digest) != aid:
                     raise AdapterNotFound(aid) from None
@@ -306,6 +322,60 @@ class AdapterService:
             return None
         self.metrics.cache.labels("hit").inc()
         return path
+
+    async def _from_shared(self, aid: str) -> Path | None:
+        """Adopt the shared store's copy into the private folder; its verified path, or None.
+
+        A shared copy that fails verification is deleted there (it is regenerated like a new one).
+        """
+        if self.shared is None:
+            return None
+        try:
+            found = await self._io(self.shared.import_into, aid, self.store)
+        except StoredAdapterInvalid:
+            logger.warning("t2l-vllm: shared copy of adapter %s failed verification; removing it", aid)
+            await self._io(self.shared.delete, aid)
+            return None
+        if not found:
+            return None
+        self._disk[aid] = None
+        self.metrics.cache.labels("shared").inc()
+        return await self._io(self.store.verified_path, aid)
+
+    async def _generate_once(self, aid: str, text: str) -> tuple[Path, bool]:
+        """Generate a new adapter (True), or find that another server of the cluster just did (False).
+
+        With a shared store: under its lock for `aid` (waiting at most LOCK_TIMEOUT_S),
+        look there once more, else generate and publish before releasing.
+        """
+        if self.shared is None:
+            self.metrics.cache.labels("miss").inc()
+            return await self._generate_on_thread(aid, text), True
+        fd = await self._shared_lock(aid)
+        try:
+            if (path := await self._from_shared(aid)) is not None:
+                return path, False
+            self.metrics.cache.labels("miss").inc()
+            path = await self._generate_on_thread(aid, text)
+            try:
+                await self._io(self.shared.publish, aid, self.store)
+            except Exception:
+                logger.exception("t2l-vllm: could not publish adapter %s to the shared store; it is served from here", aid)
+            return path, True
+        finally:
+            if fd is not None:
+                self.shared.unlock(fd)
+
+    async def _shared_lock(self, aid: str) -> int | None:
+        """The shared store's lock for `aid` (its fd); None after LOCK_TIMEOUT_S (generate anyway)."""
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while (fd := await self._io(self.shared.try_lock, aid)) is None:
+            if time.monotonic() >= deadline:
+                logger.warning("t2l-vllm: waited %.0f s for another server's generation of %s; generating it here",
+                               LOCK_TIMEOUT_S, aid)
+                return None
+            await asyncio.sleep(LOCK_POLL_S)
+        return fd
 
     async def _generate_on_thread(self, aid: str, text: str) -> Path:
         path, conf = await self._on_generator(self._generate, aid, text)
@@ -477,6 +547,19 @@ class AdapterService:
             stored = self.store.info(adapter_id)
         except KeyError:
             raise AdapterNotFound(adapter_id) from None
+        return self._record(adapter_id, stored)
+
+    async def show(self, adapter_id: str) -> dict:
+        """`describe`, or the shared store's record of an adapter this server never loaded."""
+        validate_adapter_id(adapter_id)
+        if adapter_id in self._disk or self.shared is None:
+            return self.describe(adapter_id)
+        try:
+            return self._record(adapter_id, await self._io(self.shared.info, adapter_id))
+        except KeyError:
+            raise AdapterNotFound(adapter_id) from None
+
+    def _record(self, adapter_id: str, stored: StoredAdapter) -> dict:
         usage = self._usage.get(adapter_id, _Usage())
         return {
             "id": adapter_id,
@@ -540,17 +623,20 @@ class AdapterService:
 
     async def archive(self, adapter_id: str) -> bytes:
         validate_adapter_id(adapter_id)
-        if adapter_id not in self._disk:
+        source = self.store if adapter_id in self._disk else self.shared
+        if source is None:
             raise AdapterNotFound(adapter_id)
         try:
-            return await self._io(self.store.archive, adapter_id)
+            return await self._io(source.archive, adapter_id)
         except KeyError:
             raise AdapterNotFound(adapter_id) from None
 
     async def delete(self, adapter_id: str) -> None:
+        """Unload and delete an adapter here, and its shared copy (other servers keep theirs)."""
         validate_adapter_id(adapter_id)
         if adapter_id not in self._disk and adapter_id not in self._resident:
-            raise AdapterNotFound(adapter_id)
+            if not await self._in_shared(adapter_id):
+                raise AdapterNotFound(adapter_id)
         if adapter_id in self._pinned:
             raise AdapterPinned(
                 f"adapter {adapter_id} is pinned; unpin it first (DELETE /v1/t2l/adapters/{adapter_id}/pin)"
@@ -565,6 +651,8 @@ class AdapterService:
                 await self.engine.unregister(adapter_id)
                 del self._resident[adapter_id]
             await self._io(self.store.delete, adapter_id)
+            if self.shared is not None:
+                await self._io(self.shared.delete, adapter_id)
             self._disk.pop(adapter_id, None)
             self._usage.pop(adapter_id, None)
         self._forget_lock(adapter_id)

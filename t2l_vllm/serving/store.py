@@ -191,6 +191,47 @@ class AdapterStore:
         write_adapter(tensors, peft_config, fast)
         return fast
 
+    def adopt(self, adapter_id: str, source: Path) -> bool:
+        """Copy a stored adapter folder of another store (`source`, with its t2l.json) into this one.
+
+        Atomic like `put`: the copy is verified against the recorded digest in a
+        temp folder, then renamed in. Returns False when `source` holds no
+        complete adapter (also when it disappears while we copy);
+        StoredAdapterInvalid when its files do not match their digest (nothing
+        is written). An adapter already here is kept: same id, same bytes.
+        The pin is not copied: pins belong to one server.
+        """
+        d = self._durable(adapter_id)
+        if self.exists(adapter_id):
+            return True
+        source = Path(source)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{adapter_id}.adopt-", dir=self.durable_root))
+        try:
+            try:
+                meta = json.loads((source / META_FILE).read_text())
+                for name in PEFT_FILES:
+                    shutil.copyfile(source / name, tmp / name)
+            except FileNotFoundError:
+                return False
+            except ValueError as e:
+                raise StoredAdapterInvalid(f"stored adapter {adapter_id} has unreadable metadata") from e
+            expected = meta.get("sha256") if isinstance(meta, dict) else None
+            if meta.get("adapter_id") != adapter_id or not isinstance(expected, str) or not _matches(tmp, expected):
+                raise StoredAdapterInvalid(f"stored adapter {adapter_id} does not match its recorded digest")
+            meta.pop("pinned", None)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            os.chmod(tmp, 0o755)
+            for f in tmp.iterdir():
+                os.chmod(f, 0o644)
+            try:
+                tmp.rename(d)
+            except OSError:
+                if not self.exists(adapter_id):  # not a concurrent adopt or put of the same bytes
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return True
+
     def _meta(self, adapter_id: str) -> dict:
         try:
             meta = json.loads((self._durable(adapter_id) / META_FILE).read_text())

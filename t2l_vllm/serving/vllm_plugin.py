@@ -33,10 +33,8 @@ import json
 import logging
 import math
 import re
-import secrets
 from argparse import Namespace
 from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,7 @@ from vllm.lora.resolver import LoRAResolver
 
 from ..adapter import ADAPTER_ID_RE, ADAPTER_PREFIX, normalize_description
 from .config import ServeConfig
+from .http import ADAPTER_ROUTES, ApiKeyMiddleware, error_body, retry_after, route_path, send_json
 from .instructions import add_instructions
 from .plugin_names import ENDPOINT_PLUGIN
 from .service import (
@@ -62,11 +61,6 @@ from .service import (
 logger = logging.getLogger("vllm.t2l_vllm")
 
 RESOLVER_NAME = "t2l_vllm"
-# Routes that run generation with the body's `model`: served through a held adapter.
-ADAPTER_ROUTES = frozenset({
-    "/v1/chat/completions", "/v1/completions", "/v1/chat/completions/batch",
-    "/v1/responses", "/v1/messages", "/invocations",
-})
 # vLLM's routes that load or unload adapters by name (mounted with
 # VLLM_ALLOW_RUNTIME_LORA_UPDATING): (method, path prefix) -> where the name is.
 LORA_ADMIN_ROUTES = {
@@ -81,42 +75,6 @@ SERVED_BY_HEADER = b"x-t2l-served-by"  # adapter | prompt | both
 CONFIDENCE_HEADER = b"x-t2l-confidence"
 STATE_KEY = "t2l_service"
 MAX_BODY_BYTES = 64 * 1024 * 1024
-
-
-# ---- OpenAI-style errors ---------------------------------------------------------
-
-_ERROR_TYPES = {
-    400: "BadRequestError",
-    401: "AuthenticationError",
-    404: "NotFoundError",
-    409: "ConflictError",
-    413: "RequestTooLargeError",
-    429: "RateLimitError",
-    500: "InternalServerError",
-    503: "ServiceUnavailableError",
-}
-
-
-def error_body(status: int, message: str, param: str | None = None) -> bytes:
-    """vLLM's error JSON: {"error": {"message", "type", "param", "code"}}."""
-    err = {"message": message, "type": _ERROR_TYPES.get(status, HTTPStatus(status).phrase), "param": param, "code": status}
-    return json.dumps({"error": err}).encode()
-
-
-def retry_after(seconds: float) -> str:
-    """Retry-After takes whole seconds; never 0, which would invite an immediate retry storm."""
-    return str(max(1, math.ceil(seconds)))
-
-
-async def _send_json(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers,
-        ],
-    })
-    await send({"type": "http.response.body", "body": body})
 
 
 # ---- the engine side -------------------------------------------------------------
@@ -157,45 +115,6 @@ class VllmEngine(AdapterEngine):
 # ---- the request middleware ------------------------------------------------------
 
 
-def route_path(scope) -> str:
-    """The path routes are matched on: without the --root-path prefix, as Starlette does."""
-    path, root = scope["path"], scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
-
-
-class ApiKeyMiddleware:
-    """Pure ASGI: with API keys set, only `public_paths` (and CORS preflights) answer without one.
-
-    The key goes as `Authorization: Bearer KEY`, as for vLLM's own check; keys
-    are compared as SHA-256 digests in constant time.
-    """
-
-    def __init__(self, app, tokens: list[str], public_paths: tuple[str, ...]):
-        self.app = app
-        self.digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
-        self.public = frozenset(public_paths)
-
-    def _authorised(self, scope) -> bool:
-        headers = dict(scope.get("headers") or [])
-        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        digest = hashlib.sha256(token.encode("latin-1")).digest()
-        ok = False
-        for d in self.digests:
-            ok |= secrets.compare_digest(digest, d)
-        return ok
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or scope.get("method") == "OPTIONS":
-            return await self.app(scope, receive, send)
-        if route_path(scope).rstrip("/") in self.public or self._authorised(scope):
-            return await self.app(scope, receive, send)
-        if scope["type"] == "websocket":
-            return await send({"type": "websocket.close", "code": 1008})
-        return await _send_json(send, 401, error_body(401, "missing or invalid API key (Authorization: Bearer KEY)"))
-
-
 class TaskDescriptionMiddleware:
     """Pure ASGI: serves generation routes through held adapters; keeps t2l ids off every other route."""
 
@@ -211,14 +130,14 @@ class TaskDescriptionMiddleware:
             return await self.app(scope, receive, send)
         if scope["method"] == "DELETE":
             if path.startswith("/adapters/") and path[len("/adapters/"):].startswith(ADAPTER_PREFIX):
-                return await _send_json(send, 400, _t2l_managed(path[len("/adapters/"):]))
+                return await send_json(send, 400, _t2l_managed(path[len("/adapters/"):]))
             return await self.app(scope, receive, send)
         if _is_multipart(scope):
             return await self.app(scope, receive, send)  # form uploads (audio): no JSON model field
         body, more = await _read_body(receive)
         if more:
             # Too big to inspect, and passing it on could drop a task_description silently.
-            return await _send_json(send, 413, error_body(413, f"request body over {MAX_BODY_BYTES} bytes"))
+            return await send_json(send, 413, error_body(413, f"request body over {MAX_BODY_BYTES} bytes"))
         if not body:
             # Routes that take no body (/ping, .../cancel); vLLM answers a missing one on the others.
             return await self.app(scope, _replay(body, receive), send)
@@ -233,7 +152,7 @@ class TaskDescriptionMiddleware:
                 _refuse_t2l(path, payload)
                 served = None
         except _HTTPError as e:
-            return await _send_json(send, e.status, error_body(e.status, e.message, e.param), e.headers)
+            return await send_json(send, e.status, error_body(e.status, e.message, e.param), e.headers)
         if served is None:
             return await self.app(scope, _replay(body, receive), send)
 
@@ -570,7 +489,7 @@ def _admin_router() -> APIRouter:
         if (bad := bad_id(adapter_id)) is not None:
             return bad
         try:
-            return JSONResponse(service_of(request).describe(adapter_id))
+            return JSONResponse(await service_of(request).show(adapter_id))
         except AdapterNotFound:
             return err(404, f"no adapter {adapter_id}", "adapter_id")
 
@@ -707,6 +626,7 @@ def build_service(serving_models, engine_client, args: Namespace) -> AdapterServ
     from .. import defaults
     from ..generator import AdapterGenerator
     from .metrics import get_metrics
+    from .shared_store import SharedAdapterStore
     from .store import AdapterStore
 
     config = ServeConfig.from_env()
@@ -721,12 +641,15 @@ def build_service(serving_models, engine_client, args: Namespace) -> AdapterServ
         max_description_chars=config.max_description_chars,
     )
     store = AdapterStore(config.adapter_dir, config.fast_dir)
+    shared = SharedAdapterStore(config.shared_adapter_dir) if config.shared_adapter_dir else None
     logger.info(
-        "t2l-vllm: hypernetwork %s (digest %s) on %s; adapters in %s (fast tier %s); bounds engine=%d disk=%d",
+        "t2l-vllm: hypernetwork %s (digest %s) on %s; adapters in %s (fast tier %s, shared store %s); "
+        "bounds engine=%d disk=%d",
         hypernet_dir, generator.digest[:12], config.device, config.adapter_dir, config.fast_dir,
-        config.max_engine_adapters, config.max_disk_adapters,
+        config.shared_adapter_dir, config.max_engine_adapters, config.max_disk_adapters,
     )
-    return AdapterService(generator, store, VllmEngine(serving_models, engine_client), config, get_metrics())
+    engine = VllmEngine(serving_models, engine_client)
+    return AdapterService(generator, store, engine, config, get_metrics(), shared=shared)
 
 
 class _T2LResolver(LoRAResolver):

@@ -4,7 +4,9 @@ Short-answer task families (families.py) built on small word lists
 (wordlists.py) and open-ended ones (open_families.py: rewrites, summaries,
 labels named in the description, JSON, lists, tables, phrase translation),
 split into training / held-out families and descriptions, and written as JSONL
-with the keys task, description, input, target (splits.py).
+with the keys task, description, input, target (splits.py). That is the
+"v1" suite; compositional/ holds the compositional suite (operations x inputs x
+formats, issue 13), and suites.py picks one for training and `make-tasks`.
 Nothing here touches the network or the filesystem at import.
 """
 

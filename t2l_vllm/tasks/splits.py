@@ -94,6 +94,14 @@ def held_out_families(answer: str = "all") -> list[TaskFamily]:
     return _of_answer([FAMILIES[name] for name in HELD_OUT_FAMILIES], answer)
 
 
+def split_families(split: str, answer: str | None = None) -> list[TaskFamily]:
+    """The families `make_examples(None, split, ...)` generates: answer=None means "short"."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    selector = answer or "short"
+    return held_out_families(selector) if split == "heldout-family" else training_families(selector)
+
+
 def train_descriptions(family: str | TaskFamily) -> tuple[str, ...]:
     """Descriptions training may use: all but the last few of a training family."""
     fam = _family(family)
@@ -141,8 +149,7 @@ def make_examples(
     if answer is not None:
         _check_answer(answer)
     if families is None:
-        selector = answer or "short"
-        fams = held_out_families(selector) if split == "heldout-family" else training_families(selector)
+        fams = split_families(split, answer)
     else:
         fams = [_family(f) for f in families]
     examples: list[dict] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import torch
 
@@ -56,20 +57,71 @@ def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def sample_step(families: list[TaskFamily], tasks_per_batch: int, seed: int, step: int) -> list[dict]:
+def sample_step(
+    families: list[TaskFamily],
+    tasks_per_batch: int,
+    seed: int,
+    step: int,
+    descriptions: Callable[[TaskFamily], tuple[str, ...]] = train_descriptions,
+    siblings: Mapping[str, tuple[str, ...]] | None = None,
+) -> list[dict]:
     """The examples of one training step: `tasks_per_batch` distinct families, one example each.
 
-    Every example gets a description drawn from its family's training
-    descriptions. The draw depends only on (seed, step), so a resumed run
-    sees exactly the batches an uninterrupted run would have seen.
+    Every example gets a description drawn from `descriptions(family)` (the
+    suite's training descriptions; the original suite's by default). The draw
+    depends only on (seed, step), so a resumed run sees exactly the batches an
+    uninterrupted run would have seen.
+
+    With `siblings` (family -> families to pair it with, a suite's sibling
+    map), a family that has a sibling among `families` comes with one of them
+    in the step, so the hypernetwork sees "longest" next to "shortest" and must
+    tell them apart (see `_with_siblings`). Without it the draw is the
+    original one, unchanged.
     """
     if not families:
         raise ValueError("no task families to sample from")
     rng = random.Random(family_seed(seed, f"step-{step}"))
-    chosen = rng.sample(families, min(tasks_per_batch, len(families)))
+    k = min(tasks_per_batch, len(families))
+    chosen = rng.sample(families, k) if siblings is None else _with_siblings(families, k, siblings, rng)
     examples = []
     for fam in chosen:
         inp, target = fam.generate(rng)
-        description = rng.choice(train_descriptions(fam))
+        description = rng.choice(descriptions(fam))
         examples.append({"task": fam.name, "description": description, "input": inp, "target": target})
     return examples
+
+
+def _with_siblings(
+    families: list[TaskFamily], k: int, siblings: Mapping[str, tuple[str, ...]], rng: random.Random
+) -> list[TaskFamily]:
+    """k distinct families in which every family with a sibling among `families` has one beside it.
+
+    Families are taken in a random order; one whose siblings are all absent
+    from `families` comes alone; one with a sibling already in the step comes
+    alone too; otherwise it brings a randomly drawn sibling, if the pair fits.
+    Only when no family fits the last slot is it filled by an unpaired one.
+    """
+    by_name = {f.name: f for f in families}
+    order = rng.sample(families, len(families))
+    step: list[TaskFamily] = []
+    names: set[str] = set()
+    for fam in order:
+        if len(step) == k:
+            break
+        if fam.name in names:
+            continue
+        partners = [n for n in siblings.get(fam.name, ()) if n in by_name and n != fam.name]
+        if not partners or any(n in names for n in partners):
+            step.append(fam)
+            names.add(fam.name)
+        elif len(step) + 2 <= k:
+            partner = by_name[rng.choice(partners)]
+            step += [fam, partner]
+            names |= {fam.name, partner.name}
+    for fam in order:
+        if len(step) == k:
+            break
+        if fam.name not in names:
+            step.append(fam)
+            names.add(fam.name)
+    return step

@@ -31,7 +31,8 @@ from t2l_vllm.peft_format import WEIGHTS_FILE, lora_kwargs
 from t2l_vllm.prompts import PROMPT_STYLES
 from t2l_vllm.tasks.families import TaskFamily
 from t2l_vllm.tasks import ANSWER_SELECTORS
-from t2l_vllm.tasks.splits import family_seed, training_families
+from t2l_vllm.tasks.splits import family_seed
+from t2l_vllm.tasks.suites import SUITES, get_suite
 from t2l_vllm.training import loop
 from t2l_vllm.training.data import collate, pad_id, sample_step, tokenize_example
 
@@ -73,10 +74,14 @@ class MultitaskConfig:
 
     # Which training families: "short" (the original suite, what the shipped checkpoint saw), "open" or "all".
     answer: str = "short"
+    # Which task suite (tasks/suites.py): "v1", the original 87 families, or "compositional".
+    suite: str = "v1"
 
     def __post_init__(self) -> None:
         if self.answer not in ANSWER_SELECTORS:
             raise ValueError(f"answer must be one of {', '.join(ANSWER_SELECTORS)}, got {self.answer!r}")
+        if self.suite not in SUITES:
+            raise ValueError(f"suite must be one of {', '.join(SUITES)}, got {self.suite!r}")
         if self.style not in PROMPT_STYLES:
             raise ValueError(f"style must be one of {PROMPT_STYLES}, got {self.style!r}")
         if self.steps < 1 or self.tasks_per_batch < 1 or self.save_every < 1:
@@ -171,11 +176,12 @@ def train_multitask(
     peft_model = get_peft_model(model, peft_lora_config(hypernet_config))
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    families = training_families(config.answer)
+    suite = get_suite(config.suite)
+    families = suite.training_families(config.answer)
     pad = pad_id(tokenizer)
 
     def step_loss(step: int) -> tuple[torch.Tensor, dict]:
-        examples = sample_step(families, config.tasks_per_batch, config.seed, step)
+        examples = sample_step(families, config.tasks_per_batch, config.seed, step, suite.train_descriptions)
         rows = [tokenize_example(tokenizer, config.style, ex, config.max_tokens) for ex in examples]
         loss = loop.completion_loss(peft_model.get_base_model(), collate(rows, pad))
         return loss, {"loss": round(loss.item(), 5)}

@@ -22,7 +22,8 @@ from t2l_vllm.config import HypernetConfig
 from t2l_vllm.hypernet import HyperLoRA
 from t2l_vllm.peft_format import WEIGHTS_FILE
 from t2l_vllm.tasks import ANSWER_SELECTORS
-from t2l_vllm.tasks.splits import family_seed, train_descriptions, training_families
+from t2l_vllm.tasks.splits import family_seed
+from t2l_vllm.tasks.suites import SUITES, get_suite
 from t2l_vllm.training import loop
 
 CHECKPOINT_DIR = "checkpoint"
@@ -44,10 +45,14 @@ class ReconConfig:
 
     # Which training families: "short" (the original suite, what the shipped checkpoint saw), "open" or "all".
     answer: str = "short"
+    # Which task suite (tasks/suites.py): "v1", the original 87 families, or "compositional".
+    suite: str = "v1"
 
     def __post_init__(self) -> None:
         if self.answer not in ANSWER_SELECTORS:
             raise ValueError(f"answer must be one of {', '.join(ANSWER_SELECTORS)}, got {self.answer!r}")
+        if self.suite not in SUITES:
+            raise ValueError(f"suite must be one of {', '.join(SUITES)}, got {self.suite!r}")
         if self.steps < 1 or self.tasks_per_batch < 1 or self.save_every < 1:
             raise ValueError("steps, tasks_per_batch and save_every must be >= 1")
         if not self.lr > 0:
@@ -90,7 +95,9 @@ def train_reconstruction(
     """Run (or resume) reconstruction training; returns `out_dir/checkpoint`."""
     out_dir = Path(out_dir)
     loop.start_run(out_dir, config)
-    families = training_families(config.answer)
+    suite = get_suite(config.suite)
+    train_descriptions = suite.train_descriptions
+    families = suite.training_families(config.answer)
     if config.tasks:
         wanted = config.tasks.split(",")
         unknown = sorted(set(wanted) - {f.name for f in families})

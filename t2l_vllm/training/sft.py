@@ -1,12 +1,14 @@
 """T2L SFT: train the hypernetwork end to end through the frozen base model.
 
-Each step samples `tasks_per_batch` distinct training families with one
-example each and one training description per example, generates one adapter
-per example in a single batched hypernetwork forward, applies them with hooks
-(functional_lora) and minimises the completion-only cross-entropy (label
-smoothing) plus an L2 penalty on the generated factors. Only the
-hypernetwork learns; the description encoder and base model are frozen, so
-each description's embedding is computed once up front.
+Each step samples `tasks_per_batch` distinct training families of the chosen
+suite (tasks/suites.py; optionally a nested subset, optionally with siblings
+paired in one step) with one example each and one training description per
+example, generates one adapter per example in a single batched hypernetwork
+forward, applies them with hooks (functional_lora) and minimises the
+completion-only cross-entropy (label smoothing) plus an L2 penalty on the
+generated factors. Only the hypernetwork learns; the description encoder and
+base model are frozen, so each description's embedding is computed once up
+front.
 
 With `distill_weight > 0` the same step's examples (description and input,
 not the target) also pay context distillation (training/distill.py): KL from
@@ -29,7 +31,7 @@ from t2l_vllm.confidence import ConfidenceIndex
 from t2l_vllm.config import HypernetConfig
 from t2l_vllm.hypernet import HyperLoRA, LoraFactors
 from t2l_vllm.tasks import ANSWER_SELECTORS
-from t2l_vllm.tasks.splits import train_descriptions, training_families
+from t2l_vllm.tasks.suites import SUITES, get_suite, select_training_families
 from t2l_vllm.training import loop
 from t2l_vllm.training.data import collate, pad_id, sample_step, tokenize_example
 from t2l_vllm.training.distill import TeacherCache, distill_batches, distill_loss
@@ -59,6 +61,14 @@ class SFTConfig:
 
     # Which training families: "short" (the original suite, what the shipped checkpoint saw), "open" or "all".
     answer: str = "short"
+    # Which task suite (tasks/suites.py): "v1", the original 87 families, or "compositional".
+    suite: str = "v1"
+    # Train on the first N families of the suite's fixed nested order (tasks/suites.py
+    # nested_subset: every group early, 25 within 50 within 100 ...); 0: all of them.
+    max_families: int = 0
+    # Put a sibling (the mirror operation, else a group-mate in the same format) of each
+    # sampled family into the same step (training/data.py sample_step).
+    sibling_batches: bool = False
 
     # Context distillation (training/distill.py): weight of the KL term (0: off, the plain recipe),
     # the teacher's continuation length in tokens, and whether the KL replaces the cross-entropy.
@@ -69,6 +79,10 @@ class SFTConfig:
     def __post_init__(self) -> None:
         if self.answer not in ANSWER_SELECTORS:
             raise ValueError(f"answer must be one of {', '.join(ANSWER_SELECTORS)}, got {self.answer!r}")
+        if self.suite not in SUITES:
+            raise ValueError(f"suite must be one of {', '.join(SUITES)}, got {self.suite!r}")
+        if self.max_families < 0:
+            raise ValueError(f"max_families must be >= 0 (0: all families), got {self.max_families}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.tasks_per_batch < 1:
@@ -115,10 +129,12 @@ def train_sft(
         net = HyperLoRA.initialise(hypernet_config, seed=config.seed)
     net.train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    families = training_families(config.answer)
+    suite = get_suite(config.suite)
+    families = select_training_families(suite, config.answer, config.max_families)
     emb = loop.description_embeddings(
-        hypernet_config.encoder, base_model_dir, [d for fam in families for d in train_descriptions(fam)]
+        hypernet_config.encoder, base_model_dir, [d for fam in families for d in suite.train_descriptions(fam)]
     )
+    siblings = suite.siblings(families) if config.sibling_batches else None
     pad = pad_id(tokenizer)
     # Shipped with the checkpoint: how close a served description is to these.
     confidence = ConfidenceIndex.from_embeddings(torch.stack(list(emb.values())))
@@ -127,7 +143,7 @@ def train_sft(
         teacher = TeacherCache(model, tokenizer, config.distill_tokens, out_dir / TEACHER_CACHE_NAME)
 
     def step_loss(step: int) -> tuple[torch.Tensor, dict]:
-        examples = sample_step(families, config.tasks_per_batch, config.seed, step)
+        examples = sample_step(families, config.tasks_per_batch, config.seed, step, suite.train_descriptions, siblings)
         # The teacher's continuations first: generation runs before the step's graph exists.
         ys = teacher.continuations(examples) if teacher is not None else None
         lora = net(torch.stack([emb[ex["description"]] for ex in examples]))
