@@ -25,6 +25,9 @@ client-side TTFT, tokens/s and errors per mode.
 
 Resumable: <out-dir>/results.json keeps every finished (policy, N), and a rerun
 skips them (a policy whose Ns are all done starts no cluster; --fresh starts over).
+A run during which a replica was replaced (Ray restarts one its memory monitor
+killed, say) or a request failed is kept but marked invalid: left out of the
+table and plot, and repeated by the next rerun.
 --render-only rewrites results.md and routing.png from results.json.
 Writes <out-dir>/{results.json,results.md,routing.png}; the clusters' logs go to --work-dir.
 """
@@ -127,6 +130,20 @@ def _children(pid: int) -> set[int]:
     return out
 
 
+def _with_env(marker: str) -> set[int]:
+    """Live processes whose environment holds `marker` (NAME=value), e.g. this cluster's shared folder."""
+    want, out = marker.encode(), set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if want in f.read().split(b"\0"):
+                        out.add(int(entry))
+            except OSError:
+                continue
+    return out
+
+
 class Cluster:
     """`t2l-vllm serve-cluster --routing POLICY` on a new local Ray; `stop()` ends it and whatever it started."""
 
@@ -180,6 +197,10 @@ class Cluster:
             pass
         self.proc.wait()
         time.sleep(3)
+        # Also servers orphaned earlier: a replica Ray killed while its vLLM server was starting up leaves that
+        # server running under init (it ignores the guard's SIGTERM until its engine is up). They carry the
+        # cluster's shared folder in their environment.
+        self.seen |= _with_env(f"T2L_VLLM_SHARED_ADAPTER_DIR={self.work / 'shared'}")
         left = sorted(p for p in self.seen if os.path.exists(f"/proc/{p}") and _state(p) != "Z")
         for pid in left:  # only processes this cluster started, by pid
             try:
@@ -235,6 +256,18 @@ def metric_deltas(before: dict, after: dict) -> dict:
         prev = before.get(who, {})
         out[who] = {k: (v if k in GAUGES else v - prev.get(k, 0.0)) for k, v in values.items()}
     return out
+
+
+def invalid_reason(before: dict, after: dict, failed: int) -> str | None:
+    """Why a run cannot be compared: a replica replaced during it (its counters start again), or failed requests."""
+    replaced = sorted(set(before) ^ set(after))
+    if replaced:
+        return f"replicas changed during the run ({', '.join(r or 'front door' for r in replaced)})"
+    if any(v < 0 for d in metric_deltas(before, after).values() for k, v in d.items() if k not in GAUGES):
+        return "a counter went down: a replica's server restarted during the run"
+    if failed:
+        return f"{failed} requests failed"
+    return None
 
 
 def totals(deltas: dict, n: int) -> dict:
@@ -294,8 +327,10 @@ async def run_one_n(url: str, n: int, args, workload) -> dict:
         after = replica_metrics((await http.get("/metrics")).text)
         cluster = (await http.get("/v1/t2l/cluster")).json()
     deltas = metric_deltas(before, after)
+    failed = sum(m["failed"] for m in run["modes"].values())
     return {
         "num_descriptions": n, "tag": tag, "adapters_deleted_before": deleted, "duration_s": round(duration, 1),
+        "invalid": invalid_reason(before, after, failed),
         "serve_bench": run, "replicas": {k: v for k, v in deltas.items() if k}, "totals": totals(deltas, n),
         "cluster": {k: cluster.get(k) for k in ("routing_policy", "replicas_healthy", "max_adapters_per_replica",
                                                 "most_replicas_per_adapter")},
@@ -357,6 +392,8 @@ def rows(results: dict) -> list[dict]:
     """One flat row per finished (policy, N), in policy then N order."""
     out = []
     for r in results["runs"].values():
+        if r.get("invalid"):
+            continue
         modes = r["serve_bench"]["modes"]
         warm, cold = modes.get("t2l-warm", {}), modes.get("t2l-cold", {})
         t = r["totals"]
@@ -404,11 +441,17 @@ def markdown(results: dict) -> str:
             f"| {_fmt(r['cold_ttft_p50'])} / {_fmt(r['cold_ttft_p95'])} | {_fmt(r['warm_ttft_p50'])} / {_fmt(r['warm_ttft_p95'])} "
             f"| {_fmt(r['cold_tok_s'])} / {_fmt(r['warm_tok_s'])} | {r['ok']} / {r['sent']} | {spill} |"
         )
+    invalid = [r for r in results["runs"].values() if r.get("invalid")]
+    if invalid:
+        lines += ["", "Not in the table or the plot (kept in results.json; a rerun repeats them): "
+                  + "; ".join(f"{r['policy']} N={r['num_descriptions']}: {r['invalid']}" for r in invalid) + "."]
     lines += ["", "Per mode (server-side deltas summed over replicas; cache: hit / shared / miss):", "",
               "| routing | N | mode | ok / sent | cache hit / shared / miss | registrations | engine evictions "
               "| TTFT p50 first request per description (ms) | E2E p50 (ms) |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for key, r in sorted(results["runs"].items(), key=lambda kv: (kv[1]["policy"], kv[1]["num_descriptions"])):
+    valid = sorted((r for r in results["runs"].values() if not r.get("invalid")),
+                   key=lambda r: (r["policy"], r["num_descriptions"]))
+    for r in valid:
         for mode, s in r["serve_bench"]["modes"].items():
             c = s["server"]["cache"]
             lines.append(
@@ -420,7 +463,7 @@ def markdown(results: dict) -> str:
     lines += ["", "Registrations per replica and adapters resident after each N:", "",
               "| routing | N | registrations by replica | resident after | cluster ready after (s) | load avg (1 min) after |",
               "|---|---|---|---|---|---|"]
-    for r in sorted(results["runs"].values(), key=lambda r: (r["policy"], r["num_descriptions"])):
+    for r in valid:
         t = r["totals"]
         lines.append(
             f"| {r['policy']} | {r['num_descriptions']} | {', '.join(map(str, t['registrations_by_replica'].values()))} "
@@ -506,7 +549,8 @@ def main(argv: list[str] | None = None) -> dict:
     results["workload"] = workload
     results["note"] = ("Measured on a shared machine; compare the policies within this file, not the absolute times.")
     for policy in args.policies:
-        todo = [n for n in args.num_descriptions if run_key(policy, n) not in results["runs"]]
+        todo = [n for n in args.num_descriptions
+                 if run_key(policy, n) not in results["runs"] or results["runs"][run_key(policy, n)].get("invalid")]
         if not todo:
             print(f"{policy}: every N done (in {out_dir}/results.json)", file=sys.stderr)
             continue

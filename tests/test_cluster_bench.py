@@ -54,6 +54,17 @@ def test_metric_deltas_and_totals_per_description():
     assert t["resident_after"] == {"r1": 6, "r2": 6} and t["routed"] == {"first": 0, "spill": 3}
 
 
+def test_a_replaced_replica_or_a_failed_request_invalidates_a_run():
+    before = cb.replica_metrics(exposition(miss=1, shared=0, register=1, resident=1, spill=0))
+    after = cb.replica_metrics(exposition(miss=5, shared=2, register=7, resident=6, spill=3))
+    assert cb.invalid_reason(before, after, failed=0) is None
+    assert "2 requests failed" == cb.invalid_reason(before, after, failed=2)
+    restarted = cb.replica_metrics(exposition(miss=0, shared=0, register=0, resident=0, spill=3))
+    assert "restarted" in cb.invalid_reason(before, restarted, failed=0)
+    replaced = {("r3" if k == "r2" else k): v for k, v in after.items()}
+    assert "replicas changed" in cb.invalid_reason(before, replaced, failed=0)
+
+
 def fake_run(policy: str, n: int, registrations: int) -> dict:
     def mode(ttft: float) -> dict:
         return {"succeeded": 3 * n, "requests": 3 * n, "failed": 0, "output_tokens_per_s": 40.0,
@@ -87,6 +98,9 @@ def test_table_and_resume(tmp_path, monkeypatch):
     md = cb.markdown(results)
     assert "| affinity | 8 | 1.00 | 0.25 | 1.00 | 1.00 | 0 | 900 / 1800 | 500 / 1000 | 40.0 / 40.0 | 48 / 48 | 1 / 21 |" in md
     assert md.count("| plain | 8 |") == 4  # the main table, the per-mode one (2 rows), the per-replica one
+    results["runs"]["plain/N=128"] = {**fake_run("plain", 128, 1), "invalid": "a counter went down"}
+    assert len(cb.rows(results)) == 3 and "plain N=128: a counter went down" in cb.markdown(results)
+    assert "| plain | 128 |" not in cb.markdown(results)
     monkeypatch.setattr(cb, "pyplot", lambda: None)  # the plot has its own test
     assert set(cb.save(results, tmp_path)) == {"json", "markdown"}
     assert json.loads((tmp_path / "results.json").read_text()) == results
@@ -97,3 +111,18 @@ def test_table_and_resume(tmp_path, monkeypatch):
 @pytest.mark.skipif(not HAS_MATPLOTLIB, reason="the plot is optional")
 def test_plot(tmp_path):
     assert cb.plot(fake_results(), tmp_path / "routing.png") and (tmp_path / "routing.png").stat().st_size > 0
+
+
+def test_processes_are_found_by_their_cluster_marker(tmp_path):
+    """How stop() finds servers a killed replica orphaned: the cluster's shared folder in their environment."""
+    import os
+    import subprocess
+
+    marker = f"T2L_VLLM_SHARED_ADAPTER_DIR={tmp_path / 'shared'}"
+    proc = subprocess.Popen(["sleep", "30"], env={**os.environ, "T2L_VLLM_SHARED_ADAPTER_DIR": str(tmp_path / "shared")})
+    try:
+        assert cb._with_env(marker) == {proc.pid}
+    finally:
+        proc.kill()
+        proc.wait()
+    assert cb._with_env(marker) == set()
