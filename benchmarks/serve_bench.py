@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> dict:
         if not any(a.startswith("--low-confidence-policy") for a in server_args):
             # The t2l modes measure serving through generated adapters, whatever their confidence.
             server_args += ["--low-confidence-policy", "adapter"]
+        if not any(a == "--reuse" or a.startswith("--reuse=") for a in server_args):
+            # t2l-cold measures generation: its descriptions differ from each other and from the
+            # warm set by a word or number only, which --reuse semantic would serve with another's adapter.
+            server_args += ["--reuse", "off"]
         server = ServerProcess(server_args, out_dir / "server.log", api_key=args.api_key)
         print(f"launching: {' '.join(server.cmd)} (log: {server.log_path})", file=sys.stderr)
         root_url = server.url

@@ -19,6 +19,21 @@ if has cpu && has gpu || ! has cpu && ! has gpu; then
   echo "T2L_EXTRA=$EXTRAS: name exactly one of cpu and gpu (which vLLM package)" >&2; exit 2
 fi
 
+# System tools some tests drive: Debian's chromium (the playground test, through playwright) and
+# prometheus (promtool for the alert rules, prometheus for examples/prometheus_scrape.sh). Installed
+# when absent and apt-get is there and we are root (CI); otherwise those tests skip and say why.
+missing_pkgs=""
+[ -x /usr/bin/chromium ] || missing_pkgs="$missing_pkgs chromium"
+command -v promtool >/dev/null 2>&1 || missing_pkgs="$missing_pkgs prometheus"
+if [ -n "$missing_pkgs" ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing_pkgs; } \
+      >/dev/null 2>&1 || echo "note: apt-get could not install$missing_pkgs; the tests that need them will skip" >&2
+  else
+    echo "note:$missing_pkgs not installed (needs apt-get as root); the tests that need them will skip" >&2
+  fi
+fi
+
 # Re-install only when the install recipe changed or an extra is missing. The stamp
 # holds the recipe's hash and the extras installed with it.
 recipe="$(cat setup.py scripts/install.sh | sha256sum | cut -c1-16)"

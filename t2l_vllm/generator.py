@@ -54,6 +54,8 @@ class GeneratedAdapter:
     timings: Timings = field(default_factory=Timings)
     # Closeness to the training descriptions (confidence.py); None without an index.
     confidence: float | None = None
+    # The description's encoder vector [enc_dim] (float32), for the reuse index (reuse.py).
+    embedding: torch.Tensor | None = None
 
 
 class AdapterGenerator:
@@ -114,6 +116,12 @@ class AdapterGenerator:
         return self.confidence_index.score(self.encoder.encode(texts))
 
     @torch.inference_mode()
+    def embed(self, descriptions: list[str]) -> torch.Tensor:
+        """Descriptions -> [N, enc_dim] float32 encoder vectors, exactly those `generate` feeds the hypernetwork."""
+        texts = [normalize_description(d, self.max_description_chars) for d in descriptions]
+        return self.encoder.encode(texts).to("cpu", torch.float32)
+
+    @torch.inference_mode()
     def generate(self, descriptions: list[str]) -> list[GeneratedAdapter]:
         """Descriptions -> adapters (ids, canonical texts, PEFT tensors).
 
@@ -147,6 +155,7 @@ class AdapterGenerator:
                 peft_config=self.peft_config,
                 timings=timings,
                 confidence=scores[i],
+                embedding=emb[i].detach().to("cpu", torch.float32),
             )
             for i, text in enumerate(texts)
         ]

@@ -72,6 +72,9 @@ def test_serve_bench_counts_add_up(serve_report):
             assert s["failed"] == 0 and s["errors"] == {}, s["errors"]
             assert s["output_tokens"] == 4 * s["succeeded"]  # ignore_eos: every request runs to max_tokens
             assert s["ttft_ms"]["p50"] is not None and s["e2e_ms"]["p99"] is not None
+            # Timed per token: 4 tokens give 3 ITL entries per request, whatever they decode to.
+            assert s["tpot_ms"]["p50"] is not None and s["itl_ms"]["p50"] is not None
+            assert 1 <= s["tokens_per_chunk"] <= 4 and 0 <= s["empty_text_token_share"] <= 1
             cache = s["server"]["cache"]
             if mode == "base":
                 assert cache["hit"] + cache["miss"] == 0
@@ -219,3 +222,31 @@ def test_lora_ops_bench_report_ratios():
         assert r["t2l_ops_over_base"] == pytest.approx(0.85) and r["t2l_ops_qv_over_base"] == pytest.approx(0.95)
         assert r["t2l_ops_over_base_eager"] == pytest.approx(850 / 900) and r["t2l_over_vllm"] == pytest.approx(850 / 300)
     assert md.count("\n") == len(table) + 1 and "**0.95x**" in md
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_send_one_times_every_token(server, endpoint):
+    """Token-level timing: one ITL entry per token after the first, whatever text the tokens decode to."""
+    import asyncio
+
+    import openai
+
+    from benchmarks.serving.client import send_one
+    from benchmarks.serving.workload import PlannedRequest
+
+    workload = serve_bench.Workload(1, 8, 6, 1, None, endpoint, seed=0)
+
+    async def run():
+        async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=API_KEY) as client:
+            model = (await client.models.list()).data[0].id
+            req = PlannedRequest("Read and answer: the river city", 0, True)
+            return [await send_one(client, model, req, desc, workload) for desc in (None, "Answer with one word.")]
+
+    for r in asyncio.run(run()):
+        assert r.ok, r.error
+        assert r.output_tokens == 6  # ignore_eos: max_tokens, counted from the token ids of each chunk
+        assert len(r.itl_s) == r.output_tokens - 1 and all(x >= 0 for x in r.itl_s)
+        assert 1 <= r.token_chunks <= r.output_tokens
+        assert 0 <= r.empty_text_tokens <= r.output_tokens
+        assert r.tpot_s is not None and r.tpot_s >= 0
+        assert len(r.text_itl_s) <= r.output_tokens - 1

@@ -267,3 +267,22 @@ def test_packed_cache_serves_stale_weights_until_cleared():
     again = y0.clone()
     packed_lora.lora_linear(x, again, a_stacks, b_stacks, output_slices, 1.0, plan, cache)
     check(again, vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, 1.0), y0, idx, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("n_tok", [1, 2, packed_lora.SMALL_TOKENS, packed_lora.SMALL_TOKENS + 1])
+@pytest.mark.parametrize("dense", [False, True])
+def test_small_batches_match_vllm_shrink_then_expand(dtype, n_tok, dense):
+    """The small-batch path (float32 factors for bf16/fp16 layers, up to SMALL_TOKENS tokens) == vLLM's ops."""
+    idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(dtype, "round-robin")
+    idx, x, y0 = idx[:n_tok].clone(), x[:n_tok].clone(), y0[:n_tok].clone()
+    idx[0] = 2  # at least one token with a live adapter
+    ref = vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, 0.5)
+    plan = dataclasses.replace(packed_lora.BatchPlan.from_indices(idx), dense=dense)
+    cache = packed_lora.PackedCache()
+    ours = y0.clone()
+    assert packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, 0.5, plan, cache)
+    check(ours, ref, y0, idx, dtype)
+    assert ours.dtype == dtype
+    small = n_tok <= packed_lora.SMALL_TOKENS and dtype != torch.float32
+    assert bool(cache._float) == small  # the float32 copies exist exactly when the small path ran

@@ -57,11 +57,16 @@ class CountingGenerator:
 
     def __init__(self, inner, error: Exception | None = None):
         self.inner, self.digest, self.error = inner, inner.digest, error
+        # What the service reads besides generate(): the reuse index and library use these.
+        self.hypernet, self.encoder, self.embed = inner.hypernet, inner.encoder, inner.embed
+        self.base_model_name, self.confidence = inner.base_model_name, inner.confidence
         self.calls = 0
+        self.generated = 0  # descriptions: new ones that arrive together share one call (--generation-batch-ms)
         self.gate: threading.Event | None = None
 
     def generate(self, texts):
         self.calls += 1
+        self.generated += len(texts)
         if self.gate is not None:
             assert self.gate.wait(60), "test never opened the generation gate"
         if self.error is not None:
@@ -392,7 +397,7 @@ def test_a_full_generation_queue_refuses_new_descriptions_but_not_warm_or_joinin
         return ids
 
     ids = asyncio.run(run())
-    assert ids[0] == ids[2] and generator.calls == 3  # warm + two queued; the joiner shared one
+    assert ids[0] == ids[2] and generator.generated == 3  # warm + two queued; the joiner shared one
     assert service.metrics.rejected.labels("pending")._value.get() == 1
     assert service._jobs == 0 and service.in_use(service.adapter_id_for("One too many.")) == 0
 

@@ -12,6 +12,15 @@ from benchmarks.serving.workload import PlannedRequest, Workload
 
 @dataclass
 class RequestResult:
+    """One request as the client saw it, timed per token (not per text chunk).
+
+    ttft_s: first chunk that carries a token. itl_s: one entry per token after
+    the first, the gap since the previous token reached the client (a chunk
+    carrying k tokens gives its gap, then k - 1 zeros: a burst shows as zeros).
+    text_itl_s: the gaps between chunks that carry text, the old measure, kept
+    to compare: tokens that decode to "" (special tokens) widen it.
+    """
+
     ok: bool
     first_of_slot: bool
     e2e_s: float
@@ -20,6 +29,16 @@ class RequestResult:
     output_tokens: int = 0
     prompt_tokens: int = 0
     error: str | None = None
+    text_itl_s: list[float] = field(default_factory=list)
+    token_chunks: int = 0  # chunks that carried >= 1 token
+    empty_text_tokens: int = 0  # tokens in chunks whose text is ""
+
+    @property
+    def tpot_s(self) -> float | None:
+        """Time per output token after the first: (E2E - TTFT) / (tokens - 1)."""
+        if self.ttft_s is None or self.output_tokens < 2:
+            return None
+        return (self.e2e_s - self.ttft_s) / (self.output_tokens - 1)
 
 
 def _chunk_text(chunk, endpoint: str) -> str:
@@ -30,23 +49,35 @@ def _chunk_text(chunk, endpoint: str) -> str:
     return chunk.choices[0].text or ""
 
 
-async def send_one(client, model: str, req: PlannedRequest, description: str | None, workload: Workload) -> RequestResult:
-    """One streaming request.
+def _chunk_tokens(chunk, endpoint: str) -> int | None:
+    """Tokens this chunk carries: its token ids (vLLM's `return_token_ids`); None when the server sent none."""
+    if not chunk.choices:
+        return None
+    ids = getattr(chunk.choices[0], "token_ids", None)
+    if ids is None and chunk.choices[0].model_extra:
+        ids = chunk.choices[0].model_extra.get("token_ids")
+    return None if ids is None else len(ids)
 
-    TTFT is the first chunk carrying text (as vLLM's bench), ITL the gaps between
-    such chunks. A response whose tokens all decode to "" (possible with tiny
-    test models) still succeeded: its TTFT falls back to its first chunk.
+
+async def send_one(client, model: str, req: PlannedRequest, description: str | None, workload: Workload) -> RequestResult:
+    """One streaming request, timed per token.
+
+    vLLM's chat route sends no chunk for a token that decodes to "" unless
+    token ids are asked for (`return_token_ids`), so they are: every chunk
+    then says how many tokens it carries, and `continuous_usage_stats` gives
+    the running count as a cross-check (and the count when a server ignores
+    `return_token_ids`). TTFT is the first chunk carrying a token.
     """
-    extra = {"ignore_eos": True}
+    extra = {"ignore_eos": True, "return_token_ids": True}
     if description is not None:
         extra["task_description"] = description
     common = dict(
         model=model, max_tokens=workload.output_len, temperature=0, stream=True,
-        stream_options={"include_usage": True}, extra_body=extra,
+        stream_options={"include_usage": True, "continuous_usage_stats": True}, extra_body=extra,
     )
     t0 = time.perf_counter()
     result = RequestResult(ok=False, first_of_slot=req.first_of_slot, e2e_s=0.0)
-    first_chunk, last, text_chunks = None, None, 0
+    last_token, last_text, seen = None, None, 0
     try:
         if workload.endpoint == "chat":
             stream = await client.chat.completions.create(messages=[{"role": "user", "content": req.prompt}], **common)
@@ -54,21 +85,29 @@ async def send_one(client, model: str, req: PlannedRequest, description: str | N
             stream = await client.completions.create(prompt=req.prompt, **common)
         async for chunk in stream:
             now = time.perf_counter()
-            if first_chunk is None and chunk.choices:
-                first_chunk = now - t0
-            if _chunk_text(chunk, workload.endpoint):
-                text_chunks += 1
-                if result.ttft_s is None:
-                    result.ttft_s = now - t0
-                else:
-                    result.itl_s.append(now - last)
-                last = now
+            count = _chunk_tokens(chunk, workload.endpoint)
             if chunk.usage:
-                result.output_tokens = chunk.usage.completion_tokens
                 result.prompt_tokens = chunk.usage.prompt_tokens
-        result.output_tokens = result.output_tokens or text_chunks
-        result.ttft_s = result.ttft_s if result.ttft_s is not None else first_chunk
-        result.ok = result.output_tokens > 0 and result.ttft_s is not None
+                if count is None:  # no token ids: the running count says how many arrived
+                    count = max(0, chunk.usage.completion_tokens - seen)
+            count = count or 0
+            if count:
+                if last_token is None:
+                    result.ttft_s = now - t0
+                    result.itl_s += [0.0] * (count - 1)
+                else:
+                    result.itl_s += [now - last_token] + [0.0] * (count - 1)
+                last_token = now
+                seen += count
+                result.token_chunks += 1
+            if _chunk_text(chunk, workload.endpoint):
+                if last_text is not None:
+                    result.text_itl_s.append(now - last_text)
+                last_text = now
+            elif count:
+                result.empty_text_tokens += count
+        result.output_tokens = seen
+        result.ok = seen > 0 and result.ttft_s is not None
         if not result.ok:
             result.error = "empty response (no tokens)"
     except Exception as e:  # every failure is counted, none stops the run

@@ -28,9 +28,10 @@ def markdown(report: dict) -> str:
         f"Workload: {w['requests_per_description']} requests per description, prompt ~{w['prompt_len']} words, "
         f"{w['output_len']} output tokens, {loop}, endpoint {w['endpoint']}, seed {w['seed']}.",
         "",
-        "| N | mode | ok/sent | req/s | out tok/s | TTFT p50 | TTFT p95 | TTFT p99 | ITL p50 | ITL p99 | E2E p50 "
+        "| N | mode | ok/sent | req/s | out tok/s | TTFT p50 | TTFT p95 | TTFT p99 | ITL p50 | ITL p99 | TPOT p50 "
+        "| text-chunk ITL p50 | tokens/chunk | empty-text tokens | E2E p50 "
         "| gen+reg mean | registrations (mean ms) | cache hit rate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in report["runs"]:
         for mode, s in run["modes"].items():
@@ -40,10 +41,15 @@ def markdown(report: dict) -> str:
                 f"| {run['num_descriptions']} | {mode} | {s['succeeded']}/{s['requests']} | {_fmt(s['requests_per_s'])} "
                 f"| {_fmt(s['output_tokens_per_s'])} | {_fmt(s['ttft_ms']['p50'])} | {_fmt(s['ttft_ms']['p95'])} "
                 f"| {_fmt(s['ttft_ms']['p99'])} | {_fmt(s['itl_ms']['p50'])} | {_fmt(s['itl_ms']['p99'])} "
-                f"| {_fmt(s['e2e_ms']['p50'])} | {_fmt(srv['generation_plus_register_mean_ms'])} "
+                f"| {_fmt(s['tpot_ms']['p50'])} | {_fmt(s['text_chunk_itl_ms']['p50'])} | {_fmt(s['tokens_per_chunk'])} "
+                f"| {_fmt(s['empty_text_token_share'])} | {_fmt(s['e2e_ms']['p50'])} | {_fmt(srv['generation_plus_register_mean_ms'])} "
                 f"| {reg['count']} ({_fmt(reg['mean_ms'])}) | {_fmt(srv['cache']['hit_rate'])} |"
             )
-    lines += ["", "Latencies in ms. Ratios (same prompts, same run):", "",
+    lines += ["", "Latencies in ms, timed per token: ITL is the gap at which each token after the first reached the "
+              "client (a chunk of k tokens counts its gap once, then k - 1 zeros), TPOT = (E2E - TTFT) / (tokens - 1); "
+              "text-chunk ITL is the gap between chunks carrying text; empty-text tokens = share of tokens that "
+              "decoded to \"\"."]
+    lines += ["", "Ratios (same prompts, same run):", "",
               "| N | t2l-warm/static tok/s | t2l-cold/static tok/s | static/base tok/s | t2l-warm/static TTFT p50 "
               "| t2l-cold/static TTFT p50 | cold − warm TTFT p50 (ms) | cold − warm first-request TTFT p50 (ms) |",
               "|---|---|---|---|---|---|---|---|"]

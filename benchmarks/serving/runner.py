@@ -104,7 +104,8 @@ def one_line(s: dict) -> str:
     return (
         f"N={s['num_descriptions']:<4} {s['mode']:<9} {s['succeeded']}/{s['requests']} ok  "
         f"{s['requests_per_s']} req/s  {s['output_tokens_per_s']} tok/s  "
-        f"TTFT p50 {s['ttft_ms']['p50']} ms  ITL p50 {s['itl_ms']['p50']} ms"
+        f"TTFT p50 {s['ttft_ms']['p50']} ms  ITL p50 {s['itl_ms']['p50']} ms  TPOT p50 {s['tpot_ms']['p50']} ms  "
+        f"tokens/chunk {s['tokens_per_chunk']}"
     )
 
 

@@ -39,6 +39,11 @@ def summarise(mode: str, n: int, results: list[RequestResult], duration: float) 
         "ttft_ms": percentiles([r.ttft_s for r in ok]),
         "ttft_first_per_description_ms": percentiles([r.ttft_s for r in ok if r.first_of_slot]),
         "itl_ms": percentiles([x for r in ok for x in r.itl_s], qs=(50, 99)),
+        "tpot_ms": percentiles([r.tpot_s for r in ok if r.tpot_s is not None], qs=(50, 99)),
+        # The old measure: gaps between chunks carrying text (tokens decoding to "" widen it).
+        "text_chunk_itl_ms": percentiles([x for r in ok for x in r.text_itl_s], qs=(50, 99)),
+        "tokens_per_chunk": round(out_tokens / chunks, 3) if (chunks := sum(r.token_chunks for r in ok)) else None,
+        "empty_text_token_share": round(sum(r.empty_text_tokens for r in ok) / out_tokens, 3) if out_tokens else None,
         "e2e_ms": percentiles([r.e2e_s for r in ok]),
     }
 

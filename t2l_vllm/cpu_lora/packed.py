@@ -30,6 +30,7 @@ Pure torch, no vLLM import: `vllm_install.py` wires it into vLLM.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -41,6 +42,11 @@ from .grouped_ops import slot_weights
 # Measured by benchmarks/packed_lora_paths.py (SmolLM2-135M qkv shapes, rank 8,
 # 2 cores): a GEMM pair ~40 us per run, dense ~0.06 us per token per adapter.
 RUN_COST = 600
+# Batches of at most this many tokens (one or a few decode streams) run their two
+# GEMMs in float32 on float32 copies of a bf16/fp16 layer's factors: CPU bf16
+# GEMMs this small are several times slower than float32 ones (one token, q/v
+# pair on SmolLM2-135M's qkv shapes: ~31 us bf16, ~11 us float32).
+SMALL_TOKENS = 4
 
 
 @dataclass(frozen=True)
@@ -153,11 +159,20 @@ class PackedCache:
         self._layers: dict[tuple[int, int, int], tuple[tuple, PackedLayer | None]] = {}
         self._selected: dict[int, tuple[tuple[int, ...], torch.Tensor, torch.Tensor]] = {}
         self._nonzero: dict[int, tuple[torch.Tensor, bool]] = {}
+        self._float: dict[int, tuple[PackedLayer, PackedLayer]] = {}  # id(layer) -> (layer, float32 copy)
 
     def clear(self) -> None:
         self._layers.clear()
         self._selected.clear()
         self._nonzero.clear()
+        self._float.clear()
+
+    def as_float(self, layer: PackedLayer) -> PackedLayer:
+        """`layer` with float32 factors, for the small-batch path (kept until `clear()`)."""
+        hit = self._float.get(id(layer))
+        if hit is None:
+            hit = self._float[id(layer)] = (layer, dataclasses.replace(layer, a=layer.a.float(), b=layer.b.float()))
+        return hit[1]
 
     def layer(self, a_stacks, b_stacks, output_slices, dtype) -> PackedLayer | None:
         key = (a_stacks[0].data_ptr(), b_stacks[0].data_ptr(), len(a_stacks))
@@ -217,17 +232,28 @@ def apply_layer(
         return
     c0, c1 = layer.cols
     out = y[:, c0:c1]
-    if x.dtype != y.dtype:
+    if x.shape[0] <= SMALL_TOKENS and y.dtype in (torch.bfloat16, torch.float16):
+        layer, x = cache.as_float(layer), x.float()  # small batch: float32 GEMMs (see SMALL_TOKENS)
+    elif x.dtype != y.dtype:
         x = x.to(y.dtype)
     if plan.dense:
         a_sel, b_sel = cache.selected(layer, slots)
         h = x @ a_sel.T  # [T, U*k]
-        h *= plan.mask(slots, layer.a.shape[1], scale, y.dtype)
-        out.addmm_(h, b_sel)
+        h *= plan.mask(slots, layer.a.shape[1], scale, h.dtype)
+        _add_expand(out, h, b_sel)
         return
     for slot, start, end in plan.runs:
         if layer.live[slot]:
             h = x[start:end] @ layer.a[slot].T  # [n, k]
             if scale != 1.0:
                 h *= scale
-            out[start:end].addmm_(h, layer.b[slot])
+            _add_expand(out[start:end], h, layer.b[slot])
+
+
+def _add_expand(out: torch.Tensor, h: torch.Tensor, b: torch.Tensor) -> None:
+    """out += h @ b. With float32 factors on a bf16/fp16 layer (small batches), h is rounded
+    to the layer's dtype first, as on the other paths, and the sum once, as `addmm_` rounds it."""
+    if h.dtype == out.dtype:
+        out.addmm_(h, b)
+    else:
+        out.add_(h.to(out.dtype).to(h.dtype) @ b)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 from .. import envs
 from ..adapter import DEFAULT_MAX_DESCRIPTION_CHARS
 from ..confidence import DEFAULT_MIN_CONFIDENCE, DEFAULT_POLICY, POLICIES
+from ..reuse import REUSE_MODES
 
 NONE = "none"  # the value that turns an optional folder off
 
@@ -106,10 +107,44 @@ class ServeConfig:
         "hypernetwork jobs (new adapters, confidence scores) running or queued; a request that needs "
         "one more gets 429 with Retry-After. Requests for adapters already made never wait on these", int,
     )
+    generator_threads: int = _setting(
+        1, "T2L_VLLM_GENERATOR_THREADS",
+        "torch threads of the adapter generator (encoder + hypernetwork) in the API-server process on CPU; "
+        "more would compete with the engine's threads for the same cores (0: torch's default)", int,
+    )
+    generation_batch_ms: float = _setting(
+        2.0, "T2L_VLLM_GENERATION_BATCH_MS",
+        "how long a new description waits for others to generate with it in one job (new descriptions "
+        "arriving while a job runs join the next one whatever this is; 0: no wait)", float,
+    )
     max_new_adapters_per_minute: int = _setting(
         0, "T2L_VLLM_MAX_NEW_ADAPTERS_PER_MINUTE",
         "new adapters one API key (or, without --api-key, the whole server) may create per minute; "
         "beyond it 429 with Retry-After (0: no limit)", int,
+    )
+    reuse: str = _setting(
+        "exact", "T2L_VLLM_REUSE",
+        "serve a new task_description with an adapter made for one that means the same: 'off', 'exact' "
+        "(same text up to case, whitespace and trailing punctuation) or 'semantic' (also the nearest "
+        "description at or above --reuse-threshold whose differing words hold no opposites, negation or numbers)",
+    )
+    reuse_threshold: float | None = _setting(
+        None, "T2L_VLLM_REUSE_THRESHOLD",
+        "cosine similarity of description embeddings at or above which --reuse semantic reuses an adapter "
+        "(default: the value chosen on the task suites for the embedded encoder; with any other encoder "
+        "the semantic layer stays off unless this is set)", float,
+    )
+    library_threshold: float | None = _setting(
+        None, "T2L_VLLM_LIBRARY_THRESHOLD",
+        "cosine similarity at or above which a task_description is served by a library adapter (POST "
+        "/v1/t2l/library) with a matching description (default: the value chosen on the task suites for the "
+        "embedded encoder; with any other encoder only the same text matches unless this is set)", float,
+    )
+    max_library_adapters: int = _setting(
+        64, "T2L_VLLM_MAX_LIBRARY_ADAPTERS", "adapters the library may hold (never evicted; delete them)", int,
+    )
+    max_library_adapter_mib: int = _setting(
+        64, "T2L_VLLM_MAX_LIBRARY_ADAPTER_MIB", "largest library adapter weights file accepted, in MiB", int,
     )
     log_descriptions: bool = _setting(
         False, "T2L_VLLM_LOG_DESCRIPTIONS",
@@ -121,6 +156,11 @@ class ServeConfig:
         "comma-separated routes answered without the API key when --api-key is set (health checks, Prometheus)",
         _paths,
     )
+    playground: bool = _setting(
+        True, "T2L_VLLM_PLAYGROUND",
+        "serve the playground page at /t2l/playground (static files, answered without the API key; "
+        "every request the page makes needs it)", _bool,
+    )
 
     def __post_init__(self) -> None:
         for name in ("max_engine_adapters", "max_loras", "max_description_chars", "max_pending_generations"):
@@ -131,6 +171,10 @@ class ServeConfig:
                 f"max_disk_adapters ({self.max_disk_adapters}) must be >= max_engine_adapters "
                 f"({self.max_engine_adapters}): every registered adapter needs its files"
             )
+        if self.generator_threads < 0:
+            raise ValueError(f"generator_threads must be >= 0 (0: torch's default), got {self.generator_threads}")
+        if not 0 <= self.generation_batch_ms <= 1000:
+            raise ValueError(f"generation_batch_ms must be in [0, 1000] ms, got {self.generation_batch_ms}")
         if self.max_new_adapters_per_minute < 0:
             raise ValueError(
                 f"max_new_adapters_per_minute must be >= 0 (0: no limit), got {self.max_new_adapters_per_minute}"
@@ -139,6 +183,15 @@ class ServeConfig:
             raise ValueError(
                 f"low_confidence_policy must be one of {', '.join(POLICIES)}, got {self.low_confidence_policy!r}"
             )
+        if self.reuse not in REUSE_MODES:
+            raise ValueError(f"reuse must be one of {', '.join(REUSE_MODES)}, got {self.reuse!r}")
+        for name in ("reuse_threshold", "library_threshold"):
+            value = getattr(self, name)
+            if value is not None and not -1.0 <= value <= 1.0:
+                raise ValueError(f"{name} is a cosine similarity in [-1, 1], got {value}")
+        for name in ("max_library_adapters", "max_library_adapter_mib"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not -1.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence is a cosine similarity in [-1, 1], got {self.min_confidence}")
         if self.shared_adapter_dir is not None and self.adapter_dir is not None:

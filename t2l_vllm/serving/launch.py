@@ -27,6 +27,11 @@ MAX_MODEL_LEN = 4096
 CPU_KVCACHE_GIB = "2"
 # Seconds SIGTERM lets in-flight requests finish. vLLM's default, 0, aborts them.
 SHUTDOWN_TIMEOUT_S = 30
+# vLLM 0.32 turns its AOT compile on for torch >= 2.12, and on CPU cannot reload what it
+# saved ("'function' object has no attribute 'finalize_loading'"), so every start compiled
+# again. Without AOT, Dynamo traces and inductor reuses its on-disk cache: measured with
+# benchmarks/startup_bench.py, see the README's start-up table. A user's own value wins.
+CPU_COMPILE_ENV = {"VLLM_USE_AOT_COMPILE": "0"}
 
 
 def has_flag(argv: list[str], flag: str) -> bool:
@@ -82,6 +87,8 @@ def serve_command(
     env["T2L_VLLM_HYPERNET"] = str(Path(hypernet).resolve())
     if on_cpu:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KVCACHE_GIB)
+        for name, value in CPU_COMPILE_ENV.items():
+            env.setdefault(name, value)
         cpu_preload(env)
 
     cmd = [sys.executable, "-m", API_SERVER_MODULE, "--model", str(base)]

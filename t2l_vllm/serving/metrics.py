@@ -15,14 +15,21 @@ class T2LMetrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY):
         self.generation_seconds = Histogram(
             "t2l_adapter_generation_seconds",
-            "Time to make an adapter available, by stage (encode, hypernet, write, register).",
+            "Time to make an adapter available, by stage (encode, hypernet, write: the copy the engine loads, "
+            "register; durable: the durable copy, written while the engine registers).",
             ["stage"],
             buckets=_BUCKETS,
             registry=registry,
         )
+        self.batch_size = Histogram(
+            "t2l_generation_batch_size",
+            "New descriptions generated together in one job of the generation thread (--generation-batch-ms).",
+            buckets=(1, 2, 4, 8, 16, 32, 64), registry=registry,
+        )
         self.cache = Counter(
             "t2l_adapter_cache",
-            "Adapter lookups: hit (already made here), shared (loaded from the shared store) or miss (generated).",
+            "Adapter lookups: hit (already made here), shared (loaded from the shared store), miss (generated), "
+            "exact_hit / semantic_hit (served by an adapter made for another description: --reuse).",
             ["result"], registry=registry,
         )
         self.singleflight_joins = Counter(

@@ -32,6 +32,12 @@ Invariants:
   against the bounds, and at least one engine slot stays unpinned.
 - The fast (tmpfs) tier mirrors the engine: a copy is dropped when its
   adapter is unregistered, so its size is that of the registered adapters.
+- Reuse (`acquire_served`, reuse.py, library.py): a description without an
+  adapter of its own is first matched against the library (uploaded
+  adapters) and then the reuse index (adapters generated here), by canonical
+  text and, when configured, by embedding plus a lexical check; a match is
+  acquired by id instead of generating. Blends (blends.py) are made under
+  their own lock by `acquire_made`.
 - With a shared store (`shared_store.py`, servers of one cluster), an adapter
   missing here is adopted from it before anything is generated, a new one is
   generated under the store's lock for its id and published there, and a
@@ -53,6 +59,8 @@ from ..adapter import adapter_id as make_adapter_id
 from ..adapter import normalize_description, validate_adapter_id
 from ..confidence import route
 from ..generator import AdapterGenerator
+from ..reuse import DEFAULT_LIBRARY_THRESHOLD, DEFAULT_REUSE_THRESHOLD, ReuseIndex, ReuseMatch
+from .batcher import MicroBatcher
 from .config import ServeConfig
 from .metrics import T2LMetrics
 from .shared_store import LOCK_POLL_S, LOCK_TIMEOUT_S, SharedAdapterStore
@@ -97,6 +105,36 @@ class AdapterPinned(RuntimeError):
     """The adapter is pinned: unpin it before deleting it."""
 
 
+def build_reuse_index(generator: AdapterGenerator, config: ServeConfig) -> ReuseIndex | None:
+    """The reuse index --reuse asks for; semantic only with a threshold chosen for this encoder.
+
+    DEFAULT_REUSE_THRESHOLD was chosen on the embedded encoder's vectors; any
+    other encoder needs --reuse-threshold, else only canonical text is reused.
+    """
+    if config.reuse == "off":
+        return None
+    threshold = config.reuse_threshold
+    enc = generator.hypernet.config.encoder
+    if threshold is None and enc.kind == "hf-mean" and enc.source == "default":
+        threshold = DEFAULT_REUSE_THRESHOLD
+    if config.reuse == "exact" or threshold is None:
+        if config.reuse == "semantic":
+            logger.info("t2l-vllm: --reuse semantic needs --reuse-threshold for this encoder; reusing exact text only")
+        threshold = None
+    return ReuseIndex(generator.encoder.dim, threshold)
+
+
+def build_library(generator: AdapterGenerator, config: ServeConfig):
+    """The (empty) library; semantic matching needs a threshold chosen for this encoder, as for reuse."""
+    from .library import Library
+
+    threshold = config.library_threshold
+    enc = generator.hypernet.config.encoder
+    if threshold is None and enc.kind == "hf-mean" and enc.source == "default":
+        threshold = DEFAULT_LIBRARY_THRESHOLD
+    return Library(generator.encoder.dim, threshold)
+
+
 # Rate window of --max-new-adapters-per-minute.
 RATE_WINDOW_S = 60.0
 
@@ -105,6 +143,35 @@ RATE_WINDOW_S = 60.0
 class _Usage:
     hits: int = 0
     last_used: float = 0.0
+    reused: int = 0  # requests for other descriptions it served (semantic reuse)
+
+
+@dataclass(frozen=True)
+class _Made:
+    """A new adapter's first copy, written by the generation thread."""
+
+    path: Path  # the folder the engine loads
+    durable_pending: bool  # only the fast copy exists: the durable one is still to be written
+    tensors: dict
+    peft_config: dict
+    confidence: float | None
+    embedding: object  # torch.Tensor [enc_dim] or None
+
+
+def _set_torch_threads(n: int) -> None:
+    """Initializer of the generation thread: its torch (OpenMP) thread count; 0 keeps torch's default."""
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+@dataclass(frozen=True)
+class Acquired:
+    """The adapter a request holds, and the reuse match when it was made for another description."""
+
+    adapter_id: str
+    reuse: ReuseMatch | None = None
 
 
 class AdapterService:
@@ -117,7 +184,15 @@ class AdapterService:
         self.config = config
         self.metrics = metrics
         # One generation worker: torch work is serialised, and the event loop never blocks on it.
-        self._generate_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2l-generate")
+        # Its torch thread count is set in the thread itself (OpenMP's count is per thread).
+        self._generate_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="t2l-generate",
+            initializer=_set_torch_threads, initargs=(config.generator_threads,),
+        )
+        # New descriptions that arrive together are generated in one job on that thread.
+        self._batcher = MicroBatcher(self._generate_pool, self._generate_batch, config.generation_batch_ms / 1e3)
+        # adapter id -> its durable write, running while the engine registers the fast copy.
+        self._durable_writes: dict[str, asyncio.Task] = {}
         self._io_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="t2l-io")
         self._locks: dict[str, asyncio.Lock] = {}
         self._refs: defaultdict[str, int] = defaultdict(int)
@@ -132,11 +207,19 @@ class AdapterService:
         self._usage: defaultdict[str, _Usage] = defaultdict(_Usage)
         # adapter id -> confidence of its description, most recent last; bounded like the disk.
         self._confidence: OrderedDict[str, float | None] = OrderedDict()
+        # adapter id -> how it last became resident here (source, ms to get its files, ms to
+        # register), most recent last; bounded like the disk. Shown by the admin routes.
+        self._made: OrderedDict[str, dict] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
         self._pinned: set[str] = set(store.pinned_ids())
         self._jobs = 0  # hypernetwork jobs running or queued (admission control)
         self._job_seconds = 0.05  # moving average of one job, for Retry-After
         self._created: defaultdict[str, deque[float]] = defaultdict(deque)  # client -> creation times
+        self.reuse_index = build_reuse_index(generator, config)  # None with --reuse off
+        self.max_lora_rank: int | None = None  # vLLM's --max-lora-rank (blends stack ranks up to it)
+        self.base_names: tuple[str, ...] = (generator.base_model_name,)  # names library uploads may declare
+        self.library = build_library(generator, config)  # uploaded adapters (library.py), matched first
+        self._library_memo: OrderedDict[str, ReuseMatch | None] = OrderedDict()  # adapter id -> library match
         metrics.fast_bytes.set_function(store.fast_bytes)
         self._update_gauges()
 
@@ -144,6 +227,7 @@ class AdapterService:
         """Make pinned adapters resident again after a restart (in the background)."""
         for aid in sorted(self._pinned):
             self._spawn(self._restore_pin(aid))
+        self._spawn(self._index_stored())
 
     async def _restore_pin(self, aid: str) -> None:
         try:
@@ -163,10 +247,179 @@ class AdapterService:
 
         `client` (e.g. a digest of the API key) is what --max-new-adapters-per-minute counts by.
         """
+        return (await self.acquire_served(description, client)).adapter_id
+
+    async def acquire_served(self, description: object, client: str = "") -> Acquired:
+        """`acquire_description`, saying when an adapter made for another description serves it (--reuse).
+
+        A library adapter that matches the description serves it; else a
+        description with its own adapter made already uses it; else the reuse
+        index is asked (canonical text, then nearest neighbour) before anything
+        is generated. A match that vanished meanwhile is forgotten and the
+        description gets its own adapter.
+        """
         text = normalize_description(description, self.config.max_description_chars)
         aid = make_adapter_id(text, self.generator.digest)
+        match = await self._reuse_match(aid, text)
+        if match is not None:
+            try:
+                await self._acquire(match.adapter_id, None, hit=f"{match.kind}_hit")
+            except AdapterNotFound:
+                self._unindex(match.adapter_id)
+            else:
+                self._usage[match.adapter_id].reused += 1
+                return Acquired(match.adapter_id, match)
         await self._acquire(aid, text, client)
-        return aid
+        return Acquired(aid)
+
+    async def reuse_candidates(self, description: object, k: int = 5) -> dict:
+        """What --reuse would do with `description`, without acquiring anything (admin preview)."""
+        from ..reuse import lexical_conflict
+
+        text = normalize_description(description, self.config.max_description_chars)
+        aid = make_adapter_id(text, self.generator.digest)
+        index = self.reuse_index
+        out = {"adapter_id": aid, "own_adapter_exists": aid in self._disk, "reuse": self.config.reuse,
+               "threshold": None if index is None else index.threshold, "match": None, "nearest": []}
+        if index is None:
+            return out
+        emb = None
+        if index.threshold is not None and index.embedded:
+            [emb] = await self._on_generator(self.generator.embed, [text])
+            out["nearest"] = [
+                {"adapter_id": a, "description": d, "similarity": round(sim, 4), "conflict": lexical_conflict(text, d)}
+                for a, d, sim in index.nearest(emb, k)
+            ]
+        match = index.match(text, emb)
+        if match is not None and match.adapter_id == aid:  # its own adapter: nothing is reused
+            match = None
+        out["match"] = None if match is None else {
+            "adapter_id": match.adapter_id, "kind": match.kind, "similarity": match.similarity,
+            "description": match.description,
+        }
+        return out
+
+    async def _reuse_match(self, aid: str, text: str) -> ReuseMatch | None:
+        """The adapter to serve `text` with instead of its own (`aid`): a library adapter, else an indexed one; or None.
+
+        At most one encoder pass (a few ms, on the generation thread); generation,
+        when nothing matches, encodes again: the price of a cheap miss path. Library
+        decisions are remembered per description until the library changes, so a
+        description with its own adapter pays the pass once.
+        """
+        emb = None
+
+        async def embedding():
+            nonlocal emb
+            if emb is None:
+                [emb] = await self._on_generator(self.generator.embed, [text])
+            return emb
+
+        if len(self.library):
+            if aid in self._library_memo:
+                match = self._library_memo[aid]
+            else:
+                match = self.library.match(text, None)
+                if match is None and self.library.index.threshold is not None:
+                    match = self.library.match(text, await embedding())
+                self._library_memo[aid] = match
+                while len(self._library_memo) > self.config.max_disk_adapters:
+                    self._library_memo.popitem(last=False)
+            if match is not None and match.adapter_id in self._disk:
+                return match
+        index = self.reuse_index
+        if index is None or aid in self._disk or aid in self._resident:
+            return None
+        match = index.exact(text)
+        if match is None and index.threshold is not None and index.embedded:
+            match = index.match(text, await embedding())
+        if match is None or match.adapter_id == aid:
+            return None
+        return match
+
+    # ---- the library (library.py) ---------------------------------------------------
+
+    async def register_library(self, payload: dict, spec, base_names: tuple[str, ...]) -> dict:
+        """Check and store an uploaded adapter, index its descriptions; its record (ValueError: bad upload)."""
+        from .library import parse_upload
+
+        if len(self.library) >= self.config.max_library_adapters:
+            raise ValueError(f"the library holds {len(self.library)} adapters (--max-library-adapters "
+                             f"{self.config.max_library_adapters}); delete one first")
+        upload = await self._io(
+            parse_upload, payload, spec, base_names, self.max_lora_rank,
+            self.config.max_library_adapter_mib * 2**20, self.config.max_description_chars,
+        )
+        aid = upload.adapter_id
+        embs = await self._on_generator(self.generator.embed, list(upload.descriptions)) \
+            if self.library.index.threshold is not None else None
+        async with self._lock(aid):
+            extra = {"name": upload.name, "descriptions": list(upload.descriptions)}
+            await self._io(lambda: self.store.put_durable(
+                aid, upload.tensors, upload.peft_config, upload.descriptions[0], None, "library", extra))
+            self._disk[aid] = None
+            self.library.add(aid, upload.descriptions, embs)
+            self._library_memo.clear()
+        self._forget_lock(aid)
+        self._update_gauges()
+        await self._enforce_bounds()
+        return self.describe(aid)
+
+    def library_list(self) -> list[dict]:
+        return [self.describe(aid) for aid in list(self.library.descriptions) if aid in self._disk]
+
+    async def _index_stored(self) -> None:
+        """After a restart: index the stored adapters this checkpoint generated (background, batches of 32)."""
+        try:
+            owned = []
+            for aid in list(self._disk):
+                text = await self._io(self.store.description, aid)
+                if text is None:
+                    continue
+                if await self._index_library(aid):
+                    continue
+                try:
+                    norm = normalize_description(text, self.config.max_description_chars)
+                except ValueError:
+                    continue
+                if make_adapter_id(norm, self.generator.digest) == aid:  # not a blend, library or other checkpoint
+                    owned.append((aid, norm))
+            if self.reuse_index is None:
+                return
+            semantic = self.reuse_index.threshold is not None
+            loop = asyncio.get_running_loop()
+            for i in range(0, len(owned), 32):
+                chunk = owned[i:i + 32]
+                embs = await loop.run_in_executor(self._generate_pool, self.generator.embed, [t for _, t in chunk]) \
+                    if semantic else [None] * len(chunk)
+                for (aid, text), emb in zip(chunk, embs):
+                    if aid in self._disk:
+                        self.reuse_index.add(aid, text, emb)
+        except Exception:
+            logger.exception("t2l-vllm: could not index the stored adapters for reuse; new ones are still indexed")
+
+    async def _index_library(self, aid: str) -> bool:
+        """A stored library adapter goes back into the library (True); anything else is left (False)."""
+        try:
+            info = await self._io(self.store.info, aid)
+        except (KeyError, ValueError):
+            return False
+        if info.kind != "library":
+            return False
+        texts = tuple((info.extra or {}).get("descriptions") or [info.description])
+        embs = await self._on_generator(self.generator.embed, list(texts)) \
+            if self.library.index.threshold is not None else None
+        if aid in self._disk:
+            self.library.add(aid, texts, embs)
+            self._library_memo.clear()
+        return True
+
+    def _unindex(self, aid: str) -> None:
+        if self.reuse_index is not None:
+            self.reuse_index.remove(aid)
+        if aid in self.library:
+            self.library.remove(aid)
+            self._library_memo.clear()
 
     async def route_for(self, description: object) -> tuple[str, float | None]:
         """How to serve a description: ("adapter" | "prompt" | "both", its confidence).
@@ -233,7 +486,19 @@ class AdapterService:
     def in_use(self, adapter_id: str) -> int:
         return self._refs.get(adapter_id, 0)
 
-    async def _acquire(self, aid: str, text: str | None, client: str = "") -> None:
+    async def acquire_made(self, adapter_id: str, make) -> str:
+        """Hold `adapter_id`; when it is neither registered nor stored, `await make()` writes it (under its lock).
+
+        For adapters that are not generated from one description (blends: blends.py).
+        `make` returns the folder the engine should load, the adapter already in the store.
+        """
+        validate_adapter_id(adapter_id)
+        await self._acquire(adapter_id, None, make=make)
+        return adapter_id
+
+    async def _acquire(self, aid: str, text: str | None, client: str = "", hit: str = "hit", make=None) -> None:
+        """`hit`: the cache result counted when the adapter exists (exact_hit / semantic_hit for reuse).
+        `make`: see acquire_made."""
         self._refs[aid] += 1
         try:
             lock = self._lock(aid)
@@ -241,10 +506,10 @@ class AdapterService:
                 self.metrics.singleflight_joins.inc()
             async with lock:
                 if aid in self._resident:
-                    self.metrics.cache.labels("hit").inc()
+                    self.metrics.cache.labels(hit).inc()
                     self._resident.move_to_end(aid)
                 else:
-                    await self._make_resident(aid, text, client)
+                    await self._make_resident(aid, text, client, hit, make)
             usage = self._usage[aid]
             usage.hits += 1
             usage.last_used = time.time()
@@ -256,13 +521,19 @@ class AdapterService:
             raise
         await self._enforce_bounds()
 
-    async def _make_resident(self, aid: str, text: str | None, client: str = "") -> None:
+    async def _make_resident(self, aid: str, text: str | None, client: str = "", hit: str = "hit",
+                             make=None) -> None:
         """Called under the adapter's lock: generate (if new), verify, then register."""
+        started, source = time.perf_counter(), "disk"
         try:
-            path = await self._stored_path(aid, text)
+            path = await self._stored_path(aid, text, hit)
             if path is None:
-                path = await self._from_shared(aid)
+                path, source = await self._from_shared(aid), "shared"
+            if path is None and make is not None:
+                path, source = await make(), "made"
+                self._disk[aid] = None
             if path is None:
+                source = "generated"
                 if text is None:
                     self._disk.pop(aid, None)
                     raise AdapterNotFound(aid)
@@ -274,13 +545,24 @@ class AdapterService:
                     raise
                 if not generated:
                     self._unadmit(client, admitted)  # another server made it while we waited
+                    source = "shared"
             t0 = time.perf_counter()
+            registered = False
             try:
                 await self.engine.register(aid, path)
+                registered = True
+                t1 = time.perf_counter()
+                # A new adapter's durable copy was being written meanwhile: it is stored from here on.
+                await self._durable_done(aid)
             except BaseException:
+                if registered:  # its durable copy failed: serve nothing that a restart would not find
+                    await self.engine.unregister(aid)
+                else:
+                    await self._durable_done(aid, raise_error=False)
                 await self._io(self.store.drop_fast, aid)  # the fast tier holds only registered adapters
                 raise
-            self.metrics.generation_seconds.labels("register").observe(time.perf_counter() - t0)
+            self.metrics.generation_seconds.labels("register").observe(t1 - t0)
+            self._remember_made(aid, source, (t0 - started) * 1e3, (t1 - t0) * 1e3)
         except (AdapterNotFound, TooManyGenerations):
             raise
         except Exception as e:
@@ -291,7 +573,13 @@ class AdapterService:
         self._resident[aid] = None
         self._update_gauges()
 
-    async def _stored_path(self, aid: str, text: str | None) -> Path | None:
+    def _remember_made(self, aid: str, source: str, files_ms: float, register_ms: float) -> None:
+        self._made[aid] = {"source": source, "files_ms": round(files_ms, 3), "register_ms": round(register_ms, 3)}
+        self._made.move_to_end(aid)
+        while len(self._made) > self.config.max_disk_adapters:
+            self._made.popitem(last=False)
+
+    async def _stored_path(self, aid: str, text: str | None, hit: str = "hit") -> Path | None:
         """The verified folder of a stored adapter; None when it must be generated.
 
         A stored copy that fails verification is deleted, and regenerated from
@@ -320,7 +608,7 @@ class AdapterService:
                 self.metrics.cache.labels("miss").inc()
                 return await self._generate_on_thread(aid, text)
             return None
-        self.metrics.cache.labels("hit").inc()
+        self.metrics.cache.labels(hit).inc()
         return path
 
     async def _from_shared(self, aid: str) -> Path | None:
@@ -358,6 +646,11 @@ class AdapterService:
             self.metrics.cache.labels("miss").inc()
             path = await self._generate_on_thread(aid, text)
             try:
+                await self._durable_done(aid)  # publishing copies the durable copy
+            except BaseException:
+                await self._io(self.store.drop_fast, aid)
+                raise
+            try:
                 await self._io(self.shared.publish, aid, self.store)
             except Exception:
                 logger.exception("t2l-vllm: could not publish adapter %s to the shared store; it is served from here", aid)
@@ -378,17 +671,54 @@ class AdapterService:
         return fd
 
     async def _generate_on_thread(self, aid: str, text: str) -> Path:
-        path, conf = await self._on_generator(self._generate, aid, text)
+        """Generate `aid` (batched with other new descriptions); returns the folder the engine should load.
+
+        With a fast tier, only the fast copy exists on return: the durable copy
+        is written on the I/O pool while the caller registers the fast one, and
+        the caller awaits `_durable_done(aid)` before it releases the adapter.
+        """
+        made = await self._admitted(lambda: self._batcher.submit((aid, text)))
+        if made.durable_pending:
+            self._durable_writes[aid] = asyncio.get_running_loop().create_task(self._write_durable(aid, text, made))
+        else:
+            self._stored(aid, text, made)
+        return made.path
+
+    async def _write_durable(self, aid: str, text: str, made: "_Made") -> None:
+        t0 = time.perf_counter()
+        await self._io(self.store.put_durable, aid, made.tensors, made.peft_config, text, made.confidence)
+        self.metrics.generation_seconds.labels("durable").observe(time.perf_counter() - t0)
+        self._stored(aid, text, made)
+
+    async def _durable_done(self, aid: str, raise_error: bool = True) -> None:
+        """Wait for the durable write of a new adapter, if one is running (a no-op otherwise)."""
+        task = self._durable_writes.pop(aid, None)
+        if task is None:
+            return
+        try:
+            await task
+        except Exception:
+            if raise_error:
+                raise
+            logger.exception("t2l-vllm: durable copy of adapter %s failed", aid)
+
+    def _stored(self, aid: str, text: str, made: "_Made") -> None:
+        """Bookkeeping once a new adapter's durable copy exists."""
         self._disk[aid] = None
-        self._remember_confidence(aid, conf)
+        self._remember_confidence(aid, made.confidence)
+        if self.reuse_index is not None:
+            self.reuse_index.add(aid, text, made.embedding if self.reuse_index.threshold is not None else None)
         if self.config.log_descriptions:
             logger.info("t2l-vllm: adapter %s made from task_description %r", aid, text)
-        return path
 
     # ---- admission --------------------------------------------------------------
 
     async def _on_generator(self, fn, *args):
         """Run a hypernetwork job on the generation thread, if admission lets one more in."""
+        return await self._admitted(lambda: asyncio.get_running_loop().run_in_executor(self._generate_pool, fn, *args))
+
+    async def _admitted(self, start):
+        """`await start()` (one hypernetwork job) if admission lets one more in, else TooManyGenerations."""
         if self._jobs >= self.config.max_pending_generations:
             self.metrics.rejected.labels("pending").inc()
             raise TooManyGenerations(
@@ -400,7 +730,7 @@ class AdapterService:
         self.metrics.pending.set(self._jobs)
         t0 = time.perf_counter()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._generate_pool, fn, *args)
+            return await start()
         finally:
             self._jobs -= 1
             self.metrics.pending.set(self._jobs)
@@ -434,18 +764,45 @@ class AdapterService:
         if admitted is not None and times and admitted in times:
             times.remove(admitted)
 
-    def _generate(self, aid: str, text: str) -> tuple[Path, float | None]:
-        """Runs in the generation thread: encode + hypernet + write both tiers."""
-        [adapter] = self.generator.generate([text])
+    def _generate_batch(self, items: list[tuple[str, str]]) -> list:
+        """Runs in the generation thread: one generator call for a batch of (id, text), then each one's first copy.
+
+        Returns one `_Made` or exception per item. A failing generator call is
+        retried one description at a time, so one bad description fails alone.
+        """
+        self.metrics.batch_size.observe(len(items))
+        return self._generate_items(items)
+
+    def _generate_items(self, items: list[tuple[str, str]]) -> list:
+        try:
+            adapters = self.generator.generate([text for _, text in items])
+        except Exception as e:
+            if len(items) == 1:
+                return [e]
+            return [self._generate_items([item])[0] for item in items]
+        out = []
+        for (aid, text), adapter in zip(items, adapters):
+            try:
+                out.append(self._first_copy(aid, text, adapter))
+            except Exception as e:
+                out.append(e)
+        return out
+
+    def _first_copy(self, aid: str, text: str, adapter) -> "_Made":
+        """Write the copy the engine loads: the fast one alone when there is a fast tier, else the durable one."""
         if adapter.adapter_id != aid:  # ids and generation must agree on normalisation
             raise RuntimeError(f"generated id {adapter.adapter_id} != requested {aid}")
         t0 = time.perf_counter()
-        path = self.store.put(aid, adapter.tensors, adapter.peft_config, text, confidence=adapter.confidence)
+        path = self.store.put_fast(aid, adapter.tensors, adapter.peft_config)
+        pending = path is not None
+        if not pending:
+            path = self.store.put(aid, adapter.tensors, adapter.peft_config, text, confidence=adapter.confidence)
         m = self.metrics.generation_seconds
+        # A batch's encode and hypernet times are the whole job's: what each of its adapters waited.
         m.labels("encode").observe(adapter.timings.encode_ms / 1e3)
         m.labels("hypernet").observe(adapter.timings.hypernet_ms / 1e3)
         m.labels("write").observe(time.perf_counter() - t0)
-        return path, adapter.confidence
+        return _Made(path, pending, adapter.tensors, adapter.peft_config, adapter.confidence, adapter.embedding)
 
     # ---- locks and background work ---------------------------------------------
 
@@ -519,7 +876,9 @@ class AdapterService:
 
     async def _evict_disk(self) -> None:
         while len(self._disk) > self.config.max_disk_adapters:
-            victim = next((a for a in self._disk if a not in self._resident and self._idle(a)), None)
+            # Library adapters are never evicted from disk: deleting them is an admin's call.
+            victim = next((a for a in self._disk if a not in self._resident and self._idle(a) and a not in self.library),
+                          None)
             if victim is None:
                 return
             async with self._lock(victim):
@@ -528,6 +887,7 @@ class AdapterService:
                 await self._io(self.store.delete, victim)
                 del self._disk[victim]
                 self._usage.pop(victim, None)
+                self._unindex(victim)
             self._forget_lock(victim)
             self.metrics.evictions.labels("disk").inc()
             self._update_gauges()
@@ -568,11 +928,17 @@ class AdapterService:
             "created": int(stored.created),
             "last_used": int(usage.last_used) if usage.last_used else None,
             "hits": usage.hits,
+            "reused": usage.reused,
+            "kind": stored.kind,  # generated | blend | library
+            "details": stored.extra,  # a blend's members, rank and approximation error
             "size_bytes": stored.size_bytes,
             "resident": adapter_id in self._resident,
             "in_use": self._refs.get(adapter_id, 0),
             "pinned": adapter_id in self._pinned,
             "confidence": stored.confidence,
+            # How this server last made it resident: source generated | disk | shared | made (blends);
+            # files_ms: generation (encode + hypernet + write, queue included) or load; register_ms.
+            "made": self._made.get(adapter_id),
         }
 
     def list(self) -> list[dict]:
@@ -655,5 +1021,6 @@ class AdapterService:
                 await self._io(self.shared.delete, adapter_id)
             self._disk.pop(adapter_id, None)
             self._usage.pop(adapter_id, None)
+            self._unindex(adapter_id)
         self._forget_lock(adapter_id)
         self._update_gauges()

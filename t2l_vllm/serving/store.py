@@ -62,6 +62,10 @@ class StoredAdapter:
     size_bytes: int
     confidence: float | None = None
     pinned: bool = False
+    # "generated" (from one description), "blend" (blend.py) or "library" (uploaded, library.py).
+    kind: str = "generated"
+    # Kind-specific metadata: a blend's members and approximation error, a library adapter's name.
+    extra: dict | None = None
 
 
 def files_digest(folder: Path) -> str:
@@ -166,23 +170,13 @@ class AdapterStore:
         return (d / WEIGHTS_FILE).is_file() and (d / META_FILE).is_file()
 
     def put(self, adapter_id: str, tensors: dict, peft_config: dict, description: str,
-            confidence: float | None = None) -> Path:
+            confidence: float | None = None, kind: str = "generated", extra: dict | None = None) -> Path:
         """Write the adapter to both tiers; returns the folder vLLM should load.
 
         The metadata is written inside the folder before its atomic rename, so a
         kill at any point leaves either a complete adapter or a swept temp entry.
         """
-        d = self._durable(adapter_id)
-
-        def meta(folder: Path) -> dict[str, bytes]:
-            record = {"adapter_id": adapter_id, "description": description, "created": time.time(),
-                      "confidence": confidence, "sha256": files_digest(folder)}
-            return {META_FILE: (json.dumps(record, indent=2) + "\n").encode()}
-
-        write_adapter(tensors, peft_config, d, extra_files=meta)
-        if not (d / META_FILE).is_file():  # a folder left without metadata: write it anew
-            _remove(d, self.durable_root, adapter_id)
-            write_adapter(tensors, peft_config, d, extra_files=meta)
+        d = self.put_durable(adapter_id, tensors, peft_config, description, confidence, kind, extra)
         if not self.fast_root:
             return d
         fast = self.fast_root / adapter_id
@@ -190,6 +184,39 @@ class AdapterStore:
             return self.verified_path(adapter_id)  # a copy we did not just write: check it
         write_adapter(tensors, peft_config, fast)
         return fast
+
+    def put_fast(self, adapter_id: str, tensors: dict, peft_config: dict) -> Path | None:
+        """Write only the fast copy, so the engine can load it before the durable copy exists.
+
+        The caller writes the durable copy next (`put_durable`) and treats the
+        adapter as stored only once that is done; a kill in between leaves a
+        fast copy that the next start sweeps. None without a fast tier, or when
+        a copy is there already (one we did not just write: `put` checks it).
+        """
+        if not self.fast_root:
+            return None
+        fast = self.fast_root / validate_adapter_id(adapter_id)
+        if fast.exists() or fast.is_symlink():
+            return None
+        return write_adapter(tensors, peft_config, fast)
+
+    def put_durable(self, adapter_id: str, tensors: dict, peft_config: dict, description: str,
+                    confidence: float | None = None, kind: str = "generated", extra: dict | None = None) -> Path:
+        """Write the durable copy with its metadata (atomic); returns its folder."""
+        d = self._durable(adapter_id)
+
+        def meta(folder: Path) -> dict[str, bytes]:
+            record = {"adapter_id": adapter_id, "description": description, "created": time.time(),
+                      "confidence": confidence, "sha256": files_digest(folder)}
+            if kind != "generated":
+                record.update(kind=kind, extra=extra or {})
+            return {META_FILE: (json.dumps(record, indent=2) + "\n").encode()}
+
+        write_adapter(tensors, peft_config, d, extra_files=meta)
+        if not (d / META_FILE).is_file():  # a folder left without metadata: write it anew
+            _remove(d, self.durable_root, adapter_id)
+            write_adapter(tensors, peft_config, d, extra_files=meta)
+        return d
 
     def adopt(self, adapter_id: str, source: Path) -> bool:
         """Copy a stored adapter folder of another store (`source`, with its t2l.json) into this one.
@@ -294,7 +321,15 @@ class AdapterStore:
         return StoredAdapter(
             adapter_id, str(meta.get("description", "")), float(meta.get("created", 0.0)), size,
             float(conf) if isinstance(conf, (int, float)) else None, meta.get("pinned") is True,
+            str(meta.get("kind", "generated")), meta.get("extra") if isinstance(meta.get("extra"), dict) else None,
         )
+
+    def load(self, adapter_id: str) -> tuple[dict, dict]:
+        """(PEFT tensors, adapter_config) of a stored adapter, verified against its digest."""
+        from safetensors.torch import load_file
+
+        folder = self.verified_path(adapter_id)
+        return load_file(str(folder / WEIGHTS_FILE)), json.loads((folder / CONFIG_FILE).read_text())
 
     def set_pinned(self, adapter_id: str, pinned: bool) -> None:
         """Record the pin in the metadata (atomic rewrite), so it survives a restart."""

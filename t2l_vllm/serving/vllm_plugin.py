@@ -8,8 +8,8 @@ Two entry points (declared in plugin_names.py), both named in VLLM_PLUGINS by `t
   `t2l-<hash>` ids. Under `t2l-vllm serve` the resolver declines: the adapter
   service owns t2l ids, and a registration it does not count could be evicted
   under a live request.
-- `vllm.endpoint_plugins` -> `T2LEndpointPlugin`: two ASGI middlewares and the
-  `/v1/t2l/adapters` routes.
+- `vllm.endpoint_plugins` -> `T2LEndpointPlugin`: two ASGI middlewares, the
+  `/v1/t2l/adapters` routes and the playground page (playground.py).
   - `ApiKeyMiddleware`: with --api-key (or VLLM_API_KEY), every route but the
     configured public ones (/health, /ping, /metrics) needs the key. vLLM's own
     check guards only /v1, /v2, /inference and /cohere, leaving e.g.
@@ -46,7 +46,9 @@ from ..adapter import ADAPTER_ID_RE, ADAPTER_PREFIX, normalize_description
 from .config import ServeConfig
 from .http import ADAPTER_ROUTES, ApiKeyMiddleware, error_body, retry_after, route_path, send_json
 from .instructions import add_instructions
+from . import blends
 from .plugin_names import ENDPOINT_PLUGIN
+from .playground import PLAYGROUND_PATHS, playground_router
 from .service import (
     AdapterEngine,
     AdapterInUse,
@@ -73,6 +75,9 @@ ADMIN_PREFIX = "/v1/t2l/"
 ADAPTER_HEADER = b"x-t2l-adapter-id"
 SERVED_BY_HEADER = b"x-t2l-served-by"  # adapter | prompt | both
 CONFIDENCE_HEADER = b"x-t2l-confidence"
+BLEND_HEADER = b"x-t2l-blend"  # 1: a blended adapter served the request
+REUSE_HEADER = b"x-t2l-reuse"  # exact | semantic: the adapter was made for another description
+REUSE_SIMILARITY_HEADER = b"x-t2l-reuse-similarity"  # cosine of the two descriptions (1.0 for exact)
 STATE_KEY = "t2l_service"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -200,6 +205,8 @@ class TaskDescriptionMiddleware:
     async def _serve_description(self, scope, path: str, service: AdapterService, payload: dict) -> "_Served":
         """`task_description`: through its adapter, the prompt, or both, as the confidence policy says."""
         description = payload.pop("task_description")
+        if isinstance(description, list):
+            return await self._serve_blend(scope, service, payload, description)
         model = payload.get("model")
         models = scope["app"].state.openai_serving_models
         try:
@@ -221,14 +228,15 @@ class TaskDescriptionMiddleware:
         text = normalize_description(description, service.config.max_description_chars)
         if route != "adapter" and not add_instructions(path, payload, text):
             route = "adapter"  # e.g. token-id prompts: no text to put the description in
-        aid = None
+        aid, reuse = None, None
         if route != "prompt":
             try:
-                aid = await service.acquire_description(description, client_key(scope))
+                acquired = await service.acquire_served(description, client_key(scope))
             except GenerationFailed as e:
                 raise _HTTPError(500, str(e), "task_description") from None
             except TooManyGenerations as e:
                 raise _too_many(e) from None
+            aid, reuse = acquired.adapter_id, acquired.reuse
             payload["model"] = aid
             confidence = service.confidence(aid) if confidence is None else confidence
         elif not is_base:
@@ -240,7 +248,35 @@ class TaskDescriptionMiddleware:
             headers.append((CONFIDENCE_HEADER, f"{confidence:.4f}".encode()))
         if aid is not None:
             headers.append((ADAPTER_HEADER, aid.encode()))
+        if reuse is not None:
+            headers += [(REUSE_HEADER, reuse.kind.encode()), (REUSE_SIMILARITY_HEADER, f"{reuse.similarity:.4f}".encode())]
         return _Served(aid, headers)
+
+
+    async def _serve_blend(self, scope, service: AdapterService, payload: dict, members: list) -> "_Served":
+        """A list of {"text", "weight"}: through the blended adapter (blends.py); the confidence policy does not apply."""
+        model = payload.get("model")
+        models = scope["app"].state.openai_serving_models
+        try:
+            wanted = blends.blend_id_for(service, members)
+        except ValueError as e:
+            raise _HTTPError(400, str(e), "task_description") from None
+        if model and not (isinstance(model, str) and models.is_base_model(model)) and model != wanted:
+            raise _HTTPError(
+                400, f"task_description selects its own adapter; drop `model` ({model!r}) or set it to the base model",
+                "model",
+            )
+        try:
+            aid = (await blends.acquire_blend(service, members, client_key(scope))).adapter_id
+        except ValueError as e:
+            raise _HTTPError(400, str(e), "task_description") from None
+        except GenerationFailed as e:
+            raise _HTTPError(500, str(e), "task_description") from None
+        except TooManyGenerations as e:
+            raise _too_many(e) from None
+        payload["model"] = aid
+        service.metrics.served.labels("adapter").inc()
+        return _Served(aid, [(SERVED_BY_HEADER, b"adapter"), (ADAPTER_HEADER, aid.encode()), (BLEND_HEADER, b"1")])
 
 
 @dataclass(frozen=True)
@@ -472,6 +508,9 @@ def _admin_router() -> APIRouter:
         if "task_description" not in payload:
             return err(400, "expected a JSON object with a task_description string", "task_description")
         try:
+            if isinstance(payload["task_description"], list):  # a blend (blends.py)
+                return JSONResponse(await blends.create_blend(
+                    service_of(request), payload["task_description"], client_key(request.scope)))
             return JSONResponse(await service_of(request).create(payload["task_description"], client_key(request.scope)))
         except ValueError as e:
             return err(400, str(e), "task_description")
@@ -479,6 +518,57 @@ def _admin_router() -> APIRouter:
             return err(500, str(e), "task_description")
         except TooManyGenerations as e:
             return too_many(e, "task_description")
+
+    @router.post("/reuse")
+    async def preview_reuse(request: Request):
+        """What --reuse would serve a task_description with: the match and the nearest adapters, nothing acquired."""
+        try:
+            payload = decode_json_body(await _capped_body(request))
+        except _HTTPError as e:
+            return err(e.status, e.message, e.param)
+        if "task_description" not in payload:
+            return err(400, "expected a JSON object with a task_description string", "task_description")
+        try:
+            return JSONResponse(await service_of(request).reuse_candidates(payload["task_description"]))
+        except ValueError as e:
+            return err(400, str(e), "task_description")
+        except TooManyGenerations as e:
+            return too_many(e, "task_description")
+
+    @router.post("/library")
+    async def register_library(request: Request):
+        """Register a trained PEFT adapter with its task descriptions (library.py has the body and the checks)."""
+        try:
+            payload = decode_json_body(await _capped_body(request))
+        except _HTTPError as e:
+            return err(e.status, e.message, e.param)
+        service = service_of(request)
+        try:
+            return JSONResponse(await service.register_library(
+                payload, service.generator.hypernet.config.target, service.base_names))
+        except ValueError as e:
+            return err(400, str(e), "adapter_model")
+        except TooManyGenerations as e:
+            return too_many(e, "descriptions")
+
+    @router.get("/library")
+    async def list_library(request: Request):
+        return JSONResponse({"object": "list", "data": service_of(request).library_list()})
+
+    @router.delete("/library/{adapter_id}")
+    async def delete_library(adapter_id: str, request: Request):
+        if (bad := bad_id(adapter_id)) is not None:
+            return bad
+        service = service_of(request)
+        if adapter_id not in service.library:
+            return err(404, f"no library adapter {adapter_id}", "adapter_id")
+        try:
+            await service.delete(adapter_id)
+        except AdapterNotFound:
+            return err(404, f"no adapter {adapter_id}", "adapter_id")
+        except (AdapterInUse, AdapterPinned) as e:
+            return err(409, str(e), "adapter_id")
+        return JSONResponse({"id": adapter_id, "object": "t2l.adapter", "deleted": True})
 
     @router.get("/adapters")
     async def list_adapters(request: Request):
@@ -558,13 +648,19 @@ class T2LEndpointPlugin:
     def attach_router(self, app) -> None:
         import vllm.envs
 
+        config = ServeConfig.from_env()
+        public_paths = config.public_paths
         app.include_router(_admin_router())
+        if config.playground:
+            # Static files only: the page's own requests need the key like any other.
+            app.include_router(playground_router())
+            public_paths += PLAYGROUND_PATHS
         app.add_middleware(TaskDescriptionMiddleware)
         # Added last, so it runs first: no request reaches the adapter middleware without the key.
         args = getattr(app.state, "args", None)
         tokens = [k for k in (getattr(args, "api_key", None) or [vllm.envs.VLLM_API_KEY]) if k]
         if tokens:
-            app.add_middleware(ApiKeyMiddleware, tokens=tokens, public_paths=ServeConfig.from_env().public_paths)
+            app.add_middleware(ApiKeyMiddleware, tokens=tokens, public_paths=public_paths)
 
     async def init_state(self, engine_client, state, args: Namespace) -> None:
         if engine_client is None:
@@ -649,7 +745,10 @@ def build_service(serving_models, engine_client, args: Namespace) -> AdapterServ
         config.shared_adapter_dir, config.max_engine_adapters, config.max_disk_adapters,
     )
     engine = VllmEngine(serving_models, engine_client)
-    return AdapterService(generator, store, engine, config, get_metrics(), shared=shared)
+    service = AdapterService(generator, store, engine, config, get_metrics(), shared=shared)
+    service.max_lora_rank = getattr(args, "max_lora_rank", None)
+    service.base_names = (served, base_dir.name)
+    return service
 
 
 class _T2LResolver(LoRAResolver):

@@ -59,10 +59,12 @@ class ReconConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
-def load_library_deltas(library: Path, hypernet_config: HypernetConfig, families: list[str]) -> dict[str, dict[str, torch.Tensor]]:
-    """family -> module -> dW* stacked over layers: [num_layers, d_out, d_in] (float32)."""
+def load_library_factors(
+    library: Path, hypernet_config: HypernetConfig, families: list[str]
+) -> dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """family -> module -> (A* [num_layers, r, d_in], B* [num_layers, d_out, r]), float32."""
     spec = hypernet_config.target
-    deltas = {}
+    library_factors = {}
     for fam in families:
         path = library / fam / WEIGHTS_FILE
         if not path.is_file():
@@ -70,19 +72,26 @@ def load_library_deltas(library: Path, hypernet_config: HypernetConfig, families
         tensors = load_file(str(path))
         per_module = {}
         for m in spec.modules:
-            layers = []
+            a_layers, b_layers = [], []
             for layer in range(spec.num_layers):
                 try:
-                    a = tensors[spec.peft_key(layer, m.name, "A")].float()  # [r, d_in]
-                    b = tensors[spec.peft_key(layer, m.name, "B")].float()  # [d_out, r]
+                    a_layers.append(tensors[spec.peft_key(layer, m.name, "A")].float())  # [r, d_in]
+                    b_layers.append(tensors[spec.peft_key(layer, m.name, "B")].float())  # [d_out, r]
                 except KeyError:
                     raise ValueError(
                         f"{path} lacks {spec.peft_key(layer, m.name, 'A')} or its B; was it trained for this base model?"
                     ) from None
-                layers.append(b @ a)
-            per_module[m.name] = torch.stack(layers)
-        deltas[fam] = per_module
-    return deltas
+            per_module[m.name] = (torch.stack(a_layers), torch.stack(b_layers))
+        library_factors[fam] = per_module
+    return library_factors
+
+
+def load_library_deltas(library: Path, hypernet_config: HypernetConfig, families: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+    """family -> module -> dW* = B* @ A* stacked over layers: [num_layers, d_out, d_in] (float32)."""
+    return {
+        fam: {name: b @ a for name, (a, b) in per_module.items()}
+        for fam, per_module in load_library_factors(library, hypernet_config, families).items()
+    }
 
 
 def train_reconstruction(
