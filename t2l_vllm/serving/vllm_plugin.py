@@ -499,14 +499,21 @@ def _admin_router() -> APIRouter:
             return err(404, f"no adapter {adapter_id!r}: ids are t2l- followed by 32 hex digits", "adapter_id")
         return None
 
-    @router.post("/adapters")
-    async def create_adapter(request: Request):
+    async def description_body(request: Request) -> tuple[dict | None, Response | None]:
+        """(the JSON body, None), or (None, the error response) when it is unreadable or has no task_description."""
         try:
             payload = decode_json_body(await _capped_body(request))
         except _HTTPError as e:
-            return err(e.status, e.message, e.param)
+            return None, err(e.status, e.message, e.param)
         if "task_description" not in payload:
-            return err(400, "expected a JSON object with a task_description string", "task_description")
+            return None, err(400, "expected a JSON object with a task_description string", "task_description")
+        return payload, None
+
+    @router.post("/adapters")
+    async def create_adapter(request: Request):
+        payload, error = await description_body(request)
+        if error is not None:
+            return error
         try:
             if isinstance(payload["task_description"], list):  # a blend (blends.py)
                 return JSONResponse(await blends.create_blend(
@@ -522,12 +529,9 @@ def _admin_router() -> APIRouter:
     @router.post("/reuse")
     async def preview_reuse(request: Request):
         """What --reuse would serve a task_description with: the match and the nearest adapters, nothing acquired."""
-        try:
-            payload = decode_json_body(await _capped_body(request))
-        except _HTTPError as e:
-            return err(e.status, e.message, e.param)
-        if "task_description" not in payload:
-            return err(400, "expected a JSON object with a task_description string", "task_description")
+        payload, error = await description_body(request)
+        if error is not None:
+            return error
         try:
             return JSONResponse(await service_of(request).reuse_candidates(payload["task_description"]))
         except ValueError as e:
