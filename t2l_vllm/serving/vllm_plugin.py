@@ -509,6 +509,16 @@ def _admin_router() -> APIRouter:
             return None, err(400, "expected a JSON object with a task_description string", "task_description")
         return payload, None
 
+    async def delete_response(service, adapter_id: str) -> Response:
+        """DELETE of an adapter (generated or library): 404 unknown, 409 in use or pinned."""
+        try:
+            await service.delete(adapter_id)
+        except AdapterNotFound:
+            return err(404, f"no adapter {adapter_id}", "adapter_id")
+        except (AdapterInUse, AdapterPinned) as e:
+            return err(409, str(e), "adapter_id")
+        return JSONResponse({"id": adapter_id, "object": "t2l.adapter", "deleted": True})
+
     @router.post("/adapters")
     async def create_adapter(request: Request):
         payload, error = await description_body(request)
@@ -566,13 +576,7 @@ def _admin_router() -> APIRouter:
         service = service_of(request)
         if adapter_id not in service.library:
             return err(404, f"no library adapter {adapter_id}", "adapter_id")
-        try:
-            await service.delete(adapter_id)
-        except AdapterNotFound:
-            return err(404, f"no adapter {adapter_id}", "adapter_id")
-        except (AdapterInUse, AdapterPinned) as e:
-            return err(409, str(e), "adapter_id")
-        return JSONResponse({"id": adapter_id, "object": "t2l.adapter", "deleted": True})
+        return await delete_response(service, adapter_id)
 
     @router.get("/adapters")
     async def list_adapters(request: Request):
@@ -605,13 +609,7 @@ def _admin_router() -> APIRouter:
     async def delete_adapter(adapter_id: str, request: Request):
         if (bad := bad_id(adapter_id)) is not None:
             return bad
-        try:
-            await service_of(request).delete(adapter_id)
-        except AdapterNotFound:
-            return err(404, f"no adapter {adapter_id}", "adapter_id")
-        except (AdapterInUse, AdapterPinned) as e:
-            return err(409, str(e), "adapter_id")
-        return JSONResponse({"id": adapter_id, "object": "t2l.adapter", "deleted": True})
+        return await delete_response(service_of(request), adapter_id)
 
     @router.post("/adapters/{adapter_id}/pin")
     async def pin_adapter(adapter_id: str, request: Request):
