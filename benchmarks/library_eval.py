@@ -2,18 +2,24 @@
 
     .venv/bin/python benchmarks/library_eval.py --oracles runs/t2l/oracles [--n 8] [--out benchmarks/results/library]
 
-Library: the per-task PEFT oracles found in --oracles (v1 training families,
-`t2l-vllm train-oracles`), each registered with the first 3 of its training
-descriptions, as an engineer would describe an adapter they trained.
-Queries: the held-out descriptions of the library tasks (should be served by
-their oracle), of other v1 training tasks and of the 11 short held-out
-(mirror) families (should get generated adapters).
+Library: per-task PEFT oracles found in --oracles (`t2l-vllm train-oracles`),
+by default the first --limit v1 training families, or --families (which may
+name held-out families the hypernetwork never saw, e.g. smaller_number: the
+case a library is for). Each is registered with several descriptions (a v1
+training family's 8 training descriptions; the first 5 of an unseen family's
+10), as an engineer would describe an adapter they trained.
+Queries: the other descriptions of the library tasks (should be served by
+their oracle), of --n-other other v1 training tasks, and of mirror families
+(the held-out mirror of a library family or its training sibling; all 11
+held-out mirror families when the library has none): these should get
+generated adapters.
 
 Routing is what the server's Library decides (serving/library.py: canonical
-text, then cosine >= threshold with the lexical check), swept over
-thresholds; no engine needed. Then one `t2l-vllm eval` run (mode oracle over
+text, then cosine >= threshold with a lexical check), swept over thresholds
+for both checks (opposite words only, the server's; and reuse's strict one); no
+engine needed. Then one `t2l-vllm eval` run (mode oracle over
 a folder with one adapter per query description and condition) scores, at
-the default threshold:
+--threshold (default: the server's) with the opposites check:
   served      what the server serves (the matched library adapter, else the generated one);
   generated   always the generated adapter (no library);
   oracle      the task's oracle (library tasks only: the ceiling);
@@ -35,38 +41,65 @@ if __package__ is None:  # run as `python benchmarks/library_eval.py`
 
 from benchmarks.semantic_reuse import V1_MIRROR_PAIRS
 
-REGISTERED = 3  # training descriptions registered per library adapter
-THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+REGISTERED = 8  # descriptions registered per library adapter (all 8 training descriptions of a v1 family)
+REGISTERED_UNSEEN = 5  # of a family the hypernetwork never saw (10 descriptions): the other 5 are queries
+THRESHOLDS = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+RULES = ("opposites", "strict")  # the lexical check of a match: reuse.opposite_conflict or reuse.lexical_conflict
 
 
-def load_library(oracles: Path, limit: int) -> list[str]:
+def load_library(oracles: Path, limit: int, families: list[str] | None) -> list[str]:
     from t2l_vllm.tasks.splits import training_families
 
-    names = [f.name for f in training_families("short")]
+    names = families or [f.name for f in training_families("short")]
     return [n for n in names if (oracles / n / "adapter_model.safetensors").is_file()][:limit]
 
 
-def queries(library: list[str], n_other: int) -> list[tuple[str, str, str]]:
-    """(kind, family, description): kind is library | other | mirror."""
-    from t2l_vllm.tasks.splits import FAMILIES, held_out_descriptions, training_families
+def _is_training(fam: str) -> bool:
+    from t2l_vllm.tasks.splits import training_families
 
-    out = [("library", f, d) for f in library for d in held_out_descriptions(f)]
-    others = [f.name for f in training_families("short") if f.name not in library]
+    return fam in {f.name for f in training_families("short")}
+
+
+def registered(fam: str) -> tuple[str, ...]:
+    """The descriptions an engineer registers with the adapter: training descriptions of a
+    training family, else the family's first ones (a family the hypernetwork never saw)."""
+    from t2l_vllm.tasks.splits import FAMILIES, train_descriptions
+
+    if _is_training(fam):
+        return tuple(train_descriptions(fam)[:REGISTERED])
+    return tuple(FAMILIES[fam].descriptions[:REGISTERED_UNSEEN])
+
+
+def held_out(fam: str) -> tuple[str, ...]:
+    from t2l_vllm.tasks.splits import FAMILIES, held_out_descriptions
+
+    return tuple(held_out_descriptions(fam)) if _is_training(fam) else tuple(FAMILIES[fam].descriptions[REGISTERED_UNSEEN:])
+
+
+def queries(library: list[str], n_other: int) -> list[tuple[str, str, str]]:
+    """(kind, family, description): kind is library | other | mirror (a held-out mirror family,
+    or the training sibling of a library family that is one, e.g. larger_number for smaller_number)."""
+    from t2l_vllm.tasks.splits import FAMILIES, training_families
+
+    out = [("library", f, d) for f in library for d in held_out(f)]
+    pairs = [p for p in V1_MIRROR_PAIRS if p[0] in library or p[1] in library] or V1_MIRROR_PAIRS
+    mirrors = {m for p in pairs for m in p if m not in library}
+    others = [f.name for f in training_families("short") if f.name not in library and f.name not in mirrors]
     for f in random.Random("library-eval").sample(others, min(n_other, len(others))):
-        out += [("other", f, d) for d in held_out_descriptions(f)]
-    for held, _ in V1_MIRROR_PAIRS:
-        out += [("mirror", held, d) for d in FAMILIES[held].descriptions[:2]]
+        out += [("other", f, d) for d in held_out(f)]
+    for m in sorted(mirrors):
+        out += [("mirror", m, d) for d in (held_out(m) if _is_training(m) else FAMILIES[m].descriptions[:2])]
     return out
 
 
-def route(library: list[str], qs, encoder, threshold: float) -> list[str | None]:
+def route(library: list[str], qs, encoder, threshold: float, rule: str) -> list[str | None]:
     """The library family serving each query (None: generated)."""
+    from t2l_vllm.reuse import lexical_conflict, opposite_conflict
     from t2l_vllm.serving.library import Library
-    from t2l_vllm.tasks.splits import train_descriptions
 
-    lib = Library(encoder.dim, threshold)
+    lib = Library(encoder.dim, threshold, conflict=lexical_conflict if rule == "strict" else opposite_conflict)
     for fam in library:
-        texts = tuple(train_descriptions(fam)[:REGISTERED])
+        texts = registered(fam)
         lib.add(fam, texts, encoder.encode(list(texts)))
     return [(m.adapter_id if (m := lib.match(d, encoder.encode([d])[0])) else None) for _, _, d in qs]
 
@@ -88,6 +121,9 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/library")
     p.add_argument("--work", default="/tmp/t2l_library_eval")
     p.add_argument("--routing-only", action="store_true")
+    p.add_argument("--families", help="comma-separated library families (default: the first --limit v1 training "
+                                      "families with an oracle)")
+    p.add_argument("--threshold", type=float, help="threshold of the scored run (default: the server's)")
     args = p.parse_args()
     from safetensors.torch import load_file
 
@@ -99,16 +135,18 @@ def main() -> None:
     from t2l_vllm.tasks.splits import FAMILIES
 
     oracles, work, out = Path(args.oracles), Path(args.work), Path(args.out)
-    library = load_library(oracles, args.limit)
+    library = load_library(oracles, args.limit, args.families.split(",") if args.families else None)
     if len(library) < 2:
         raise SystemExit(f"{oracles} holds {len(library)} oracles of v1 training families; train some first")
     base = defaults.default_base_model_dir()
     gen = AdapterGenerator.from_pretrained(defaults.SHIPPED_HYPERNET, base, base_model_name=defaults.BASE_NAME)
     qs = queries(library, args.n_other)
-    sweep = {t: routing_rates(qs, route(library, qs, gen.encoder, t)) for t in (*THRESHOLDS, DEFAULT_LIBRARY_THRESHOLD)}
+    threshold = DEFAULT_LIBRARY_THRESHOLD if args.threshold is None else args.threshold
+    sweep = {f"{rule} {t}": routing_rates(qs, route(library, qs, gen.encoder, t, rule))
+             for rule in RULES for t in sorted({*THRESHOLDS, threshold})}
     result = {"library": library, "registered_descriptions_per_adapter": REGISTERED, "queries": len(qs),
-              "default_threshold": DEFAULT_LIBRARY_THRESHOLD, "routing": {str(t): v for t, v in sorted(sweep.items())}}
-    routed = route(library, qs, gen.encoder, DEFAULT_LIBRARY_THRESHOLD)
+              "default_threshold": threshold, "routing": sweep}
+    routed = route(library, qs, gen.encoder, threshold, "opposites")
     out.mkdir(parents=True, exist_ok=True)
     if not args.routing_only:
         result["scores"] = score(args, gen, library, qs, routed, oracles, work, load_file, write_adapter, blend_tensors,
@@ -160,12 +198,13 @@ def _oracle(oracles: Path, fam: str, load_file):
 def markdown(r: dict, args) -> str:
     lines = ["# Adapter library with the oracle library registered (shipped checkpoint, SmolLM2-135M-Instruct)", "",
              f"Library: {len(r['library'])} oracles ({', '.join(r['library'])}), each registered with "
-             f"{r['registered_descriptions_per_adapter']} of its training descriptions. {r['queries']} query "
+             f"{r['registered_descriptions_per_adapter']} descriptions (5 for a family the hypernetwork never saw). {r['queries']} query "
              f"descriptions. Command: `.venv/bin/python benchmarks/library_eval.py --oracles {args.oracles} "
-             f"--limit {args.limit} --n {args.n}`.", "",
+             f"--limit {args.limit} --n {args.n}" + (f" --families {args.families}" if args.families else "")
+             + (f" --threshold {args.threshold}" if args.threshold is not None else "") + "`.", "",
              "## Routing (no engine): where each held-out description goes", "",
-             "| threshold | library tasks: right oracle / wrong library adapter / generated | other tasks: to a library adapter | mirror families: to a library adapter |",
-             "|---:|---|---:|---:|"]
+             "| lexical check, threshold | library tasks: right oracle / wrong library adapter / generated | other tasks: to a library adapter | mirror families: to a library adapter |",
+             "|---|---|---:|---:|"]
     for t, v in r["routing"].items():
         lib, oth, mir = v.get("library", {}), v.get("other", {}), v.get("mirror", {})
         nl, no, nm = sum(lib.values()), sum(oth.values()), sum(mir.values())
@@ -175,7 +214,7 @@ def markdown(r: dict, args) -> str:
                      f"{lib.get('generated', 0)} | {wrong_o}/{no} | {wrong_m}/{nm} |")
     if "scores" in r:
         s = r["scores"]
-        lines += ["", f"## Scores at the default threshold {r['default_threshold']} (exact match, %, {args.n} inputs per description)", "",
+        lines += ["", f"## Scores at threshold {r['default_threshold']}, opposites check (exact match, %, {args.n} inputs per description)", "",
                   "| queries | served (library or generated) | generated only | oracle | blend 0.5 oracle + 0.5 generated |",
                   "|---|---:|---:|---:|---:|"]
         for kind in ("library", "other", "mirror"):

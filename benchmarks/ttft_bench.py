@@ -8,9 +8,9 @@ One client, requests one after another (nothing else in the batch), streaming:
 - base:  no task_description
 - cold:  a description never seen before (pays generation + registration)
 - warm:  the same descriptions again (adapter resident)
-TTFT = time from sending the request to the first content chunk. Then one
-streaming request of --stream-tokens tokens with and without a description gives
-decode throughput. Ratios are the result; absolute times depend on the machine.
+TTFT = time from sending the request to the first content chunk. Then
+--stream-repeats streaming requests of --stream-tokens tokens each with and
+without a description, alternating, give decode throughput (medians). Ratios are the result; absolute times depend on the machine.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=20, help="requests per mode (distinct descriptions for cold)")
     p.add_argument("--max-tokens", type=int, default=8, help="tokens per TTFT request")
     p.add_argument("--stream-tokens", type=int, default=128, help="tokens of the throughput request")
+    p.add_argument("--stream-repeats", type=int, default=5, help="alternating base / t2l streams; medians (default 5)")
     p.add_argument("--out", help="write the JSON report here too")
     args = p.parse_args()
     client = OpenAI(base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY", "none"), max_retries=0)
@@ -70,8 +71,13 @@ def main() -> None:
     cold = [stream_once(client, model, d, args.max_tokens, prompt)[0] for d in descriptions]
     warm = [stream_once(client, model, d, args.max_tokens, prompt)[0] for d in descriptions]
 
-    _, t_base, n_base = stream_once(client, model, None, args.stream_tokens, prompt)
-    _, t_t2l, n_t2l = stream_once(client, model, descriptions[0], args.stream_tokens, prompt)
+    # Alternating, so drift in the machine's load hits both modes alike; median of each.
+    rates = {"base": [], "t2l": []}
+    for _ in range(args.stream_repeats):
+        for mode, desc in (("base", None), ("t2l", descriptions[0])):
+            _, t, n = stream_once(client, model, desc, args.stream_tokens, prompt)
+            rates[mode].append(n / t)
+    rate = {mode: statistics.median(v) for mode, v in rates.items()}
 
     report = {
         "n": args.n,
@@ -81,8 +87,9 @@ def main() -> None:
         },
         "cold_minus_warm_p50_ms": 1e3 * (statistics.median(cold) - statistics.median(warm)),
         "warm_over_base_ttft_p50": statistics.median(warm) / statistics.median(base),
-        "stream_tokens_per_s": {"base": n_base / t_base, "t2l": n_t2l / t_t2l},
-        "stream_t2l_over_base": (n_t2l / t_t2l) / (n_base / t_base),
+        "stream_tokens_per_s": rate,
+        "stream_repeats": args.stream_repeats,
+        "stream_t2l_over_base": rate["t2l"] / rate["base"],
     }
     print(json.dumps(report, indent=2))
     if args.out:

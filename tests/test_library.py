@@ -116,3 +116,23 @@ def test_library_adapters_are_checked_matched_listed_deleted_and_survive_a_resta
             assert http.get("/v1/t2l/library").json()["data"] == []
             assert _chat(client, PARAPHRASE).headers["x-t2l-adapter-id"] != lib_id  # generated now
             assert http.delete(f"/v1/t2l/library/{lib_id}").status_code == 404
+
+
+def test_library_matches_refuse_only_opposites():
+    """A library match needs cosine >= threshold and no opposite words; other differences (numbers,
+    examples, format words) are what paraphrases by other people look like, unlike for reuse."""
+    from t2l_vllm.reuse import lexical_conflict
+    from t2l_vllm.serving.library import Library
+
+    near = torch.tensor([1.0, 0.0, 0.0])
+    lib = Library(3, 0.9)
+    lib.add("t2l-lib", ("Return the smaller of the two numbers.",), near[None])
+    para = "Find the minimum of the two values. For instance '15, 51' gives '15'."
+    assert lexical_conflict(para, "Return the smaller of the two numbers.") is not None  # reuse would refuse it
+    hit = lib.match(para, torch.tensor([0.95, 0.3, 0.0]))
+    assert hit is not None and hit.adapter_id == "t2l-lib" and hit.kind == "library"
+    assert lib.match("Return the larger of the two numbers.", torch.tensor([0.99, 0.1, 0.0])) is None  # opposites
+    assert lib.match(para, torch.tensor([0.5, 0.8, 0.0])) is None  # below the threshold
+    strict = Library(3, 0.9, conflict=lexical_conflict)
+    strict.add("t2l-lib", ("Return the smaller of the two numbers.",), near[None])
+    assert strict.match(para, torch.tensor([0.95, 0.3, 0.0])) is None

@@ -6,6 +6,7 @@ order differs: one GEMM per adapter vs a per-token einsum). Tokens with index
 """
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -179,13 +180,13 @@ def test_installer_patches_and_respects_switch(monkeypatch):
         punica_cpu._t2l_installed = False
 
 
-def packed_case(dtype, kind, seed=7):
-    """A packed qkv layer (6 slots, rank 8) and per-token indices of the given layout."""
+def packed_case(dtype, kind, seed=7, n_tok=40, slots=6):
+    """A packed qkv layer (rank 8, slots >= 6) and per-token indices of the given layout."""
     gen = torch.Generator().manual_seed(seed)
-    n_tok, slots, rank, d_in = 40, 6, 8, 32
+    rank, d_in = 8, 32
     output_slices = (24, 8, 8)
     if kind == "skewed":  # one long run and a few one-token runs
-        idx = torch.cat([torch.full((34,), 2), torch.tensor([0, 1, -1, 3, 4, 5])])
+        idx = torch.cat([torch.full((n_tok - 6,), 2), torch.tensor([0, 1, -1, 3, 4, 5])])
     elif kind == "round-robin":  # decode-like: every token its own run, some without adapter
         idx = torch.tensor([(i % (slots + 1)) - 1 for i in range(n_tok)])
     else:
@@ -216,11 +217,16 @@ def vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, scale):
 @pytest.mark.parametrize("kind", ["one", "round-robin", "mixed", "segments", "skewed"])
 @pytest.mark.parametrize("dense", [False, True])
 @pytest.mark.parametrize("scale", [1.0, 0.25])
-def test_packed_lora_linear_matches_vllm_shrink_then_expand(dtype, kind, dense, scale):
-    """Both per-layer paths (masked dense GEMM, GEMM pair per run) == vLLM's add_lora_linear."""
+@pytest.mark.parametrize("qv", [False, True])
+def test_packed_lora_linear_matches_vllm_shrink_then_expand(dtype, kind, dense, scale, qv):
+    """Both per-layer paths (masked dense GEMM, GEMM pair per run) == vLLM's add_lora_linear.
+    qv: no slot targets the middle slice (k_proj), so the slice-major expand skips its columns."""
     idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(dtype, kind)
+    if qv:
+        a_stacks[1].zero_()
+        b_stacks[1].zero_()
     ref = vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, scale)
-    plan = dataclasses.replace(packed_lora.BatchPlan.from_indices(idx), dense=dense)
+    plan = dataclasses.replace(packed_lora.BatchPlan.from_indices(idx), dense=dense, gathered=False)
     ours = y0.clone()
     packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, scale, plan, packed_lora.PackedCache())
     check(ours, ref, y0, idx, dtype)
@@ -278,7 +284,7 @@ def test_small_batches_match_vllm_shrink_then_expand(dtype, n_tok, dense):
     idx, x, y0 = idx[:n_tok].clone(), x[:n_tok].clone(), y0[:n_tok].clone()
     idx[0] = 2  # at least one token with a live adapter
     ref = vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, 0.5)
-    plan = dataclasses.replace(packed_lora.BatchPlan.from_indices(idx), dense=dense)
+    plan = dataclasses.replace(packed_lora.BatchPlan.from_indices(idx), dense=dense, gathered=False)
     cache = packed_lora.PackedCache()
     ours = y0.clone()
     assert packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, 0.5, plan, cache)
@@ -286,3 +292,69 @@ def test_small_batches_match_vllm_shrink_then_expand(dtype, n_tok, dense):
     assert ours.dtype == dtype
     small = n_tok <= packed_lora.SMALL_TOKENS and dtype != torch.float32
     assert bool(cache._float) == small  # the float32 copies exist exactly when the small path ran
+
+
+def gathered_plan(idx):
+    """The plan for `idx`, forced onto the gathered path (per-token factors)."""
+    plan = packed_lora.BatchPlan.from_indices(idx)
+    return dataclasses.replace(plan, dense=True, gathered=True, key=tuple(idx.tolist()))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("n_tok", [1, 2, 5, 16, 33, 64])
+@pytest.mark.parametrize("slots", [6, 32])
+@pytest.mark.parametrize("kind", ["one", "round-robin", "mixed", "skewed"])
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+@pytest.mark.parametrize("qv", [False, True])
+def test_gathered_path_matches_vllm_shrink_then_expand(dtype, n_tok, slots, kind, scale, qv):
+    """Per-token float32 factors == vLLM's add_lora_linear: -1 tokens, dead slices and slots included.
+    qv: no slot targets the middle slice (k_proj)."""
+    if kind == "skewed" and n_tok < 6:
+        pytest.skip("the skewed layout needs 6 tokens")
+    case = packed_case(dtype, kind, seed=n_tok + slots, n_tok=n_tok, slots=slots)
+    idx, x, a_stacks, b_stacks, output_slices, y0 = case
+    if qv:
+        a_stacks[1].zero_()
+        b_stacks[1].zero_()
+    ref = vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, scale)
+    cache, ours = packed_lora.PackedCache(), y0.clone()
+    assert packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, scale, gathered_plan(idx), cache)
+    check(ours, ref, y0, idx, dtype)
+    assert ours.dtype == dtype and len(cache._gathered) == (1 if (idx >= 0).any() else 0)
+
+
+def test_gathered_factors_skip_dead_slices_and_follow_the_plan():
+    """B_t holds only live slices' columns; the factors are reused while the indices repeat, and
+    rebuilt when they change or after `clear()`; one entry per layer."""
+    idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(torch.bfloat16, "round-robin", slots=6)
+    for stack in (a_stacks[1], b_stacks[1]):
+        stack.zero_()  # k_proj untargeted, as in a q/v adapter
+    cache = packed_lora.PackedCache()
+    layer = cache.layer(a_stacks, b_stacks, output_slices, torch.bfloat16)
+    assert layer.cols == (0, 40) and layer.pieces == ((0, 24), (32, 8))
+    plan = gathered_plan(idx)
+    a_t, b_t = cache.gathered(layer, plan)
+    assert a_t.shape == (40, 32, 16) and [b.shape for b in b_t] == [(40, 8, 24), (40, 8, 8)]
+    assert a_t.dtype == torch.float32 and torch.count_nonzero(a_t[idx < 0]) == 0
+    same = gathered_plan(idx.clone())  # the next decode step: a new plan, the same composition
+    assert cache.gathered(layer, same)[0] is a_t
+    changed = idx.clone()
+    changed[0] = 3
+    a_new = cache.gathered(layer, gathered_plan(changed))[0]
+    assert a_new is not a_t and len(cache._gathered) == 1
+    cache.clear()
+    assert not cache._gathered
+
+
+def test_batch_plan_gathers_for_many_adapters_in_short_runs():
+    tokens, share = packed_lora.GATHER_TOKENS, packed_lora.GATHER_SHARE
+    many = math.ceil(tokens / share)  # the fewest adapters for which `tokens` tokens are gathered
+    idx = torch.arange(tokens) % many
+    decode = packed_lora.BatchPlan.from_indices(idx)
+    assert decode.dense and decode.gathered and decode.key == tuple(idx.tolist())
+    few = packed_lora.BatchPlan.from_indices(torch.arange(tokens) % (many - 1))
+    assert few.dense and not few.gathered and few.key == ()
+    big = packed_lora.BatchPlan.from_indices(torch.arange(tokens + 1))  # one adapter per token, one token too many
+    assert big.dense and not big.gathered
+    prefill = packed_lora.BatchPlan.from_indices(torch.arange(many).repeat_interleave(packed_lora.RUN_COST))
+    assert not prefill.dense and not prefill.gathered

@@ -36,7 +36,7 @@ class GatedEngine(AdapterEngine):
         self.unregister_started: asyncio.Event | None = None
         self.fail_unregister = False
 
-    async def register(self, adapter_id: str, path: Path) -> None:
+    async def register(self, adapter_id: str, path: Path, trusted: bool = False) -> None:
         while self.service._refs[adapter_id] < self.expected:
             await asyncio.sleep(0)  # yield until the other callers have queued
         self.registered.append(adapter_id)

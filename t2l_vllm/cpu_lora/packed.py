@@ -10,20 +10,30 @@ is planned once (`BatchPlan`), so that a layer costs:
     dense   (many short runs of tokens, e.g. decode, one token per sequence):
         h = x @ A_sel.T          [T, U*k]   every used adapter's A, all live slices
         h *= mask                [T, U*k]   keeps each token's own adapter block
-        y[:, c0:c1] += h @ B_sel [T, c1-c0] (one addmm)
+        y[:, slice i] += h_i @ B_sel,i      one addmm per live slice, its columns only
+    gathered (short runs over many adapters, e.g. decode of 32 sequences, 32 adapters):
+        h_t = x_t @ A_t.T        [T, 1, k]  one batched GEMM, each token its own factors
+        y[t, slice i] += h_t[i] @ B_t,i     one batched GEMM per live slice
     runs    (few long runs, e.g. prefill of whole prompts):
         y[s:e, c0:c1] += (x[s:e] @ A[slot].T) @ B[slot]   per run of one adapter
 
 U: adapters used in the batch and live in this layer; k = live slices x rank.
 The dense path spends U times the arithmetic of an exact grouping, which is
 nothing next to the base GEMM while the batch is small, and saves every gather
-and scatter. Tokens with adapter index -1 have an all-zero mask row (dense) or
-belong to no run: they are untouched.
+and scatter. The gathered path does only the needed arithmetic, on per-token
+float32 factors (A_t, B_t) gathered once per layer and batch composition: decode
+steps repeat the same token -> slot indices until a sequence joins or leaves.
+Both paths expand slice by slice into the live slices' columns only (slice-major:
+a q/v adapter skips k_proj's zeros). Tokens with adapter index -1 have an all-zero
+mask row (dense) or all-zero factors (gathered), or belong to no run: they are
+untouched.
 
 Numerics follow vLLM's shrink-then-expand: the shrink result is rounded to the
 layer's dtype before the expand (vLLM: float32 buffer, then cast), and slices
 or slots whose weights are all zero contribute exact zeros, so they are left
-out. Costs memory: one re-laid-out copy of the layer's adapter weights.
+out. Costs memory: one re-laid-out copy of the layer's adapter weights; once the
+gathered path has run, a second (A as [slots, d_in, k]) and the last batch's
+per-token float32 factors (bounded by GATHER_TOKENS).
 
 Pure torch, no vLLM import: `vllm_install.py` wires it into vLLM.
 """
@@ -47,6 +57,22 @@ RUN_COST = 600
 # GEMMs this small are several times slower than float32 ones (one token, q/v
 # pair on SmolLM2-135M's qkv shapes: ~31 us bf16, ~11 us float32).
 SMALL_TOKENS = 4
+# A batch the dense rule picks takes the gathered path instead when it has at most
+# GATHER_TOKENS tokens and at most GATHER_SHARE tokens per used adapter. The dense
+# path's cost grows with tokens x adapters; the gathered path's with tokens, but
+# each token reads its own float32 factors, T x (d_in x k + rank x live columns) x 4
+# bytes per layer (SmolLM2-135M q/v, rank 8: 61 KB per token, 2 MB per layer at
+# T = 32) against the dense path's U x (the same count) x 2 bytes. Measured by
+# benchmarks/small_batch_lora.py (results/small_batch_lora, run with GATHER_TOKENS
+# = 64): dense / gathered time, median of 40 back-to-back pairs, 30 layers in turn
+# as in a decode step (bf16, one thread, loaded machine): T=4: 1.16 (4 adapters);
+# T=8: 1.06 (4), 1.61 (8); T=16: 0.68 (4), 0.97 (8), 1.10 (16); T=32: 0.54 (8),
+# 0.94 (32); T=64: 0.36 (8), 0.91 (64). One layer called again and again (its
+# factors stay in the core's cache) favours gathering (T=32, 32 adapters: 1.37;
+# T=64, 64: 1.40), but a decode step does not keep them there: past 16 tokens the
+# two paths tie at best, and the dense one costs no extra memory.
+GATHER_TOKENS = 16
+GATHER_SHARE = 1.5
 
 
 @dataclass(frozen=True)
@@ -58,13 +84,15 @@ class PackedLayer:
     b: [slots, k, c1 - c0], the matching B^T rows, each at its slice's output
         columns, zeros elsewhere (e.g. under k_proj for a q/v adapter);
     cols: (c0, c1), the output columns of the first to the last live slice;
-    live: per slot, whether it has non-zero weights in any slice.
+    live: per slot, whether it has non-zero weights in any slice;
+    pieces: per live slice, (first column - c0, width); its rows in a and b are i*rank:(i+1)*rank.
     """
 
     a: torch.Tensor
     b: torch.Tensor
     cols: tuple[int, int]
     live: tuple[bool, ...]
+    pieces: tuple[tuple[int, int], ...]
 
     @classmethod
     def build(
@@ -95,16 +123,47 @@ class PackedLayer:
         for i, (offset, size, _, b, _) in enumerate(pieces):
             packed_b[:, i * rank : (i + 1) * rank, offset - c0 : offset - c0 + size] = b.transpose(1, 2)
         live = torch.stack([flags for *_, flags in pieces]).any(0)
-        return cls(packed_a, packed_b, (c0, c1), tuple(live.tolist()))
+        pieces_cols = tuple((offset - c0, size) for offset, size, *_ in pieces)
+        return cls(packed_a, packed_b, (c0, c1), tuple(live.tolist()), pieces_cols)
 
-    def select(self, slots: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The given slots' blocks: A_sel [U*k, d_in], B_sel [U*k, c1 - c0]."""
+    def select(self, slots: tuple[int, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The given slots' blocks, slice-major: A_sel [P*U*rank, d_in] (slice after slice, each
+        slot after slot) and, per live slice, B_sel [U*rank, width] (its own columns only)."""
         index = torch.tensor(slots)
-        k = self.a.shape[1]
-        return (
-            self.a.index_select(0, index).reshape(len(slots) * k, -1),
-            self.b.index_select(0, index).reshape(len(slots) * k, -1),
+        num, (_, k, d_in), pieces = len(slots), self.a.shape, len(self.pieces)
+        rank = k // pieces
+        a = self.a.index_select(0, index).view(num, pieces, rank, d_in).transpose(0, 1)  # [P, U, rank, d_in]
+        b = self.b.index_select(0, index)  # [U, k, c1 - c0]
+        return a.reshape(pieces * num * rank, d_in), tuple(
+            b[:, i * rank : (i + 1) * rank, col : col + width].reshape(num * rank, width)
+            for i, (col, width) in enumerate(self.pieces)
         )
+
+    def columns(self) -> torch.Tensor:
+        """a as [slots, d_in, k], the layout the gathered path's batched GEMM reads fastest."""
+        return self.a.transpose(1, 2).contiguous()
+
+    def gather(
+        self, indices: torch.Tensor, columns: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Per-token float32 factors: A_t [T, d_in, k] and, per live slice, B_t [T, rank, width].
+
+        columns: `self.columns()` (kept by the cache: gathering from it is one copy, where
+        transposing the gathered rows costs several times more). Tokens without an adapter
+        (-1) or whose slot has no weights here get A_t = 0, so their update is exactly zero.
+        """
+        index = indices.clamp(min=0)
+        has = (indices >= 0) & torch.tensor(self.live)[index]  # [T]
+        a_t = columns.index_select(0, index).float()  # [T, d_in, k]
+        if not bool(has.all()):
+            a_t[~has] = 0.0
+        b = self.b.index_select(0, index)  # [T, k, c1 - c0]
+        rank = b.shape[1] // len(self.pieces)
+        b_t = tuple(
+            b[:, i * rank : (i + 1) * rank, col : col + width].float().contiguous()
+            for i, (col, width) in enumerate(self.pieces)
+        )
+        return a_t, b_t
 
 
 @dataclass(frozen=True)
@@ -114,13 +173,17 @@ class BatchPlan:
     indices: [T] adapter slot per token, -1 for none.
     runs: (slot, start, end) maximal runs of one adapter in token order, -1 runs left out.
     slots: the distinct slots in use, ascending.
-    dense: whether layers use the masked one-GEMM path rather than one GEMM pair per run.
+    dense: whether layers take one pass over all tokens rather than one GEMM pair per run;
+    gathered: with `dense`, whether that pass uses per-token factors rather than masked GEMMs.
+    key: the indices as a tuple when `gathered` (the per-token factors are cached under it).
     """
 
     indices: torch.Tensor
     runs: tuple[tuple[int, int, int], ...]
     slots: tuple[int, ...]
     dense: bool
+    gathered: bool = False
+    key: tuple[int, ...] = ()
     _masks: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -135,15 +198,19 @@ class BatchPlan:
         runs = tuple((slot, s, e) for slot, s, e in zip(values, bounds[:-1], bounds[1:]) if slot >= 0)
         slots = tuple(sorted({slot for slot, _, _ in runs}))
         dense = len(runs) > 1 and len(runs) * RUN_COST > n * len(slots)
-        return cls(indices, runs, slots, dense)
+        gathered = dense and n <= GATHER_TOKENS and n <= GATHER_SHARE * len(slots)
+        return cls(indices, runs, slots, dense, gathered, tuple(indices.tolist()) if gathered else ())
 
-    def mask(self, slots: tuple[int, ...], block: int, scale: float, dtype: torch.dtype) -> torch.Tensor:
-        """[T, len(slots) * block]: `scale` where the token's adapter is the block's slot, else 0."""
-        key = (slots, block, scale, dtype)
+    def mask(
+        self, slots: tuple[int, ...], block: int, scale: float, dtype: torch.dtype, copies: int = 1
+    ) -> torch.Tensor:
+        """[T, copies * len(slots) * block]: `scale` where the token's adapter is the block's slot, else 0
+        (`copies` times side by side: one per live slice of a slice-major selection)."""
+        key = (slots, block, scale, dtype, copies)
         cached = self._masks.get(key)
         if cached is None:
             hit = self.indices.unsqueeze(1) == torch.tensor(slots).unsqueeze(0)  # [T, U]
-            cached = self._masks[key] = (hit.to(dtype) * scale).repeat_interleave(block, dim=1)
+            cached = self._masks[key] = (hit.to(dtype) * scale).repeat_interleave(block, dim=1).repeat(1, copies)
         return cached
 
 
@@ -157,15 +224,20 @@ class PackedCache:
 
     def __init__(self) -> None:
         self._layers: dict[tuple[int, int, int], tuple[tuple, PackedLayer | None]] = {}
-        self._selected: dict[int, tuple[tuple[int, ...], torch.Tensor, torch.Tensor]] = {}
+        self._selected: dict[int, tuple[tuple[int, ...], torch.Tensor, tuple[torch.Tensor, ...]]] = {}
         self._nonzero: dict[int, tuple[torch.Tensor, bool]] = {}
         self._float: dict[int, tuple[PackedLayer, PackedLayer]] = {}  # id(layer) -> (layer, float32 copy)
+        # id(layer) -> (layer, plan key, A_t, B_t per slice): the last batch composition only
+        self._gathered: dict[int, tuple[PackedLayer, tuple[int, ...], torch.Tensor, tuple[torch.Tensor, ...]]] = {}
+        self._columns: dict[int, tuple[PackedLayer, torch.Tensor]] = {}  # id(layer) -> (layer, layer.columns())
 
     def clear(self) -> None:
         self._layers.clear()
         self._selected.clear()
         self._nonzero.clear()
         self._float.clear()
+        self._gathered.clear()
+        self._columns.clear()
 
     def as_float(self, layer: PackedLayer) -> PackedLayer:
         """`layer` with float32 factors, for the small-batch path (kept until `clear()`)."""
@@ -182,11 +254,21 @@ class PackedCache:
             hit = self._layers[key] = ((a_stacks, b_stacks), layer)
         return hit[1]
 
-    def selected(self, layer: PackedLayer, slots: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def selected(self, layer: PackedLayer, slots: tuple[int, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         hit = self._selected.get(id(layer))
         if hit is None or hit[0] != slots:
             hit = self._selected[id(layer)] = (slots, *layer.select(slots))
         return hit[1], hit[2]
+
+    def gathered(self, layer: PackedLayer, plan: "BatchPlan") -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """`layer.gather(plan.indices, ...)`, kept until the plan's indices change or `clear()`."""
+        hit = self._gathered.get(id(layer))
+        if hit is None or hit[1] != plan.key:
+            columns = self._columns.get(id(layer))
+            if columns is None:
+                columns = self._columns[id(layer)] = (layer, layer.columns())
+            hit = self._gathered[id(layer)] = (layer, plan.key, *layer.gather(plan.indices, columns[1]))
+        return hit[2], hit[3]
 
     def nonzero(self, weights: torch.Tensor) -> bool:
         """Whether any slot has a non-zero entry in `weights` (e.g. vLLM's lm_head LoRA stack)."""
@@ -232,15 +314,22 @@ def apply_layer(
         return
     c0, c1 = layer.cols
     out = y[:, c0:c1]
+    if plan.dense and plan.gathered:
+        _add_gathered(x, out, layer, plan, scale, cache)
+        return
     if x.shape[0] <= SMALL_TOKENS and y.dtype in (torch.bfloat16, torch.float16):
         layer, x = cache.as_float(layer), x.float()  # small batch: float32 GEMMs (see SMALL_TOKENS)
     elif x.dtype != y.dtype:
         x = x.to(y.dtype)
     if plan.dense:
         a_sel, b_sel = cache.selected(layer, slots)
-        h = x @ a_sel.T  # [T, U*k]
-        h *= plan.mask(slots, layer.a.shape[1], scale, h.dtype)
-        _add_expand(out, h, b_sel)
+        pieces = len(layer.pieces)
+        rank = layer.a.shape[1] // pieces
+        h = x @ a_sel.T  # [T, P*U*rank], slice-major
+        h *= plan.mask(slots, rank, scale, h.dtype, copies=pieces)
+        block = len(slots) * rank
+        for i, ((col, width), b) in enumerate(zip(layer.pieces, b_sel)):
+            _add_expand(out[:, col : col + width], h[:, i * block : (i + 1) * block], b)  # [T, width]
         return
     for slot, start, end in plan.runs:
         if layer.live[slot]:
@@ -257,3 +346,21 @@ def _add_expand(out: torch.Tensor, h: torch.Tensor, b: torch.Tensor) -> None:
         out.addmm_(h, b)
     else:
         out.add_(h.to(out.dtype).to(h.dtype) @ b)
+
+
+def _add_gathered(
+    x: torch.Tensor, out: torch.Tensor, layer: PackedLayer, plan: BatchPlan, scale: float, cache: PackedCache
+) -> None:
+    """out[t] += scale * (x[t] @ A_t.T) @ B_t with each token's own float32 factors (the gathered path).
+
+    The shrink is rounded to the layer's dtype before the expand, as vLLM does, and
+    each slice's sum once (float32 expand, then one rounding in `add_`)."""
+    a_t, b_t = cache.gathered(layer, plan)
+    h = torch.bmm(x.float().unsqueeze(1), a_t)  # [T, 1, k]
+    if scale != 1.0:
+        h *= scale
+    if out.dtype != h.dtype:
+        h = h.to(out.dtype).float()
+    rank = h.shape[2] // len(layer.pieces)
+    for i, ((col, width), b) in enumerate(zip(layer.pieces, b_t)):
+        out[:, col : col + width].add_(torch.bmm(h[:, :, i * rank : (i + 1) * rank], b).squeeze(1))  # [T, width]

@@ -112,6 +112,12 @@ class ServeConfig:
         "torch threads of the adapter generator (encoder + hypernetwork) in the API-server process on CPU; "
         "more would compete with the engine's threads for the same cores (0: torch's default)", int,
     )
+    generator_process: bool = _setting(
+        False, "T2L_VLLM_GENERATOR_PROCESS",
+        "run the adapter generator (encoder + hypernetwork) in a child process of the API server, so it "
+        "never waits for the GIL while the event loop is busy (default: a thread of the API server; the "
+        "process did not pay off under the README's load test)", _bool,
+    )
     generation_batch_ms: float = _setting(
         2.0, "T2L_VLLM_GENERATION_BATCH_MS",
         "how long a new description waits for others to generate with it in one job (new descriptions "

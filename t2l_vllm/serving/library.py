@@ -3,7 +3,7 @@
 Platform engineers register PEFT LoRA adapters they trained, each with one or
 more descriptions of its task (`POST /v1/t2l/library`). At request time a
 task_description that matches a library description (canonical text, or
-cosine >= --library-threshold with a clean lexical check: reuse.py) is
+cosine >= --library-threshold and no opposite words: reuse.py) is
 served by the library adapter instead of a generated one.
 
 Upload (JSON): {"descriptions": [str, ...] (or "description": str), "name": str (optional),
@@ -37,7 +37,7 @@ import torch
 
 from ..adapter import ADAPTER_PREFIX, ID_HEX_CHARS, normalize_description
 from ..peft_format import adapter_config
-from ..reuse import ReuseIndex, ReuseMatch
+from ..reuse import ReuseIndex, ReuseMatch, opposite_conflict
 from ..target_spec import TargetSpec
 
 MAX_LIBRARY_DESCRIPTIONS = 32
@@ -151,8 +151,10 @@ def _check_tensors(tensors: dict[str, torch.Tensor], spec: TargetSpec, rank: int
 class Library:
     """Library adapters by description: several descriptions per adapter, one reuse index."""
 
-    def __init__(self, dim: int, threshold: float | None):
-        self.index = ReuseIndex(dim, threshold)
+    def __init__(self, dim: int, threshold: float | None, conflict=opposite_conflict):
+        """conflict: the lexical check a cosine match must pass (reuse.py); the library's default only
+        refuses opposites, as its descriptions and the requests' are written by different people."""
+        self.index = ReuseIndex(dim, threshold, conflict=conflict)
         self.descriptions: dict[str, tuple[str, ...]] = {}  # adapter id -> its descriptions
 
     def __contains__(self, adapter_id: str) -> bool:

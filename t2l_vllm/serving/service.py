@@ -21,7 +21,9 @@ Invariants:
   delete) happens under its lock, and only while no request references it.
 - `_resident` lists an adapter from the moment its registration succeeded
   until its unregistration succeeded.
-- Hypernetwork work runs on one generation thread; file operations (touch,
+- Hypernetwork work runs on one generation thread (with --generator-process
+  the thread drives a child process that does the torch work:
+  generator_process.py); file operations (touch,
   verify, archive, delete) run on an I/O pool, so a warm hit never queues
   behind generations.
 - Admission: at most `max_pending_generations` hypernetwork jobs run or wait
@@ -62,6 +64,7 @@ from ..generator import AdapterGenerator
 from ..reuse import DEFAULT_LIBRARY_THRESHOLD, DEFAULT_REUSE_THRESHOLD, ReuseIndex, ReuseMatch
 from .batcher import MicroBatcher
 from .config import ServeConfig
+from .generator_process import GeneratorProcess
 from .metrics import T2LMetrics
 from .shared_store import LOCK_POLL_S, LOCK_TIMEOUT_S, SharedAdapterStore
 from .store import AdapterStore, StoredAdapter, StoredAdapterInvalid
@@ -73,8 +76,13 @@ class AdapterEngine(ABC):
     """What the cache needs from a serving engine."""
 
     @abstractmethod
-    async def register(self, adapter_id: str, path: Path) -> None:
-        """Make `adapter_id` servable from the PEFT folder `path`; raise on failure."""
+    async def register(self, adapter_id: str, path: Path, trusted: bool = False) -> None:
+        """Make `adapter_id` servable from the PEFT folder `path`; raise on failure.
+
+        trusted: the folder was written by this server's generator (shapes, rank and
+        files known good), so the engine may load it with the first request that uses
+        it instead of checking it by loading it now.
+        """
 
     @abstractmethod
     async def unregister(self, adapter_id: str) -> None:
@@ -176,8 +184,11 @@ class Acquired:
 
 class AdapterService:
     def __init__(self, generator: AdapterGenerator, store: AdapterStore, engine: AdapterEngine,
-                 config: ServeConfig, metrics: T2LMetrics, shared: SharedAdapterStore | None = None):
-        self.generator = generator
+                 config: ServeConfig, metrics: T2LMetrics, shared: SharedAdapterStore | None = None,
+                 worker: GeneratorProcess | None = None):
+        """worker: where generate/embed/confidence run (a GeneratorProcess); None: `generator`, on the generation thread."""
+        self.generator = generator  # ids, digest and config; the torch work runs on `self.worker`
+        self.worker = worker if worker is not None else generator
         self.store = store
         self.shared = shared
         self.engine = engine
@@ -285,7 +296,7 @@ class AdapterService:
             return out
         emb = None
         if index.threshold is not None and index.embedded:
-            [emb] = await self._on_generator(self.generator.embed, [text])
+            [emb] = await self._on_generator(self.worker.embed, [text])
             out["nearest"] = [
                 {"adapter_id": a, "description": d, "similarity": round(sim, 4), "conflict": lexical_conflict(text, d)}
                 for a, d, sim in index.nearest(emb, k)
@@ -312,7 +323,7 @@ class AdapterService:
         async def embedding():
             nonlocal emb
             if emb is None:
-                [emb] = await self._on_generator(self.generator.embed, [text])
+                [emb] = await self._on_generator(self.worker.embed, [text])
             return emb
 
         if len(self.library):
@@ -351,7 +362,7 @@ class AdapterService:
             self.config.max_library_adapter_mib * 2**20, self.config.max_description_chars,
         )
         aid = upload.adapter_id
-        embs = await self._on_generator(self.generator.embed, list(upload.descriptions)) \
+        embs = await self._on_generator(self.worker.embed, list(upload.descriptions)) \
             if self.library.index.threshold is not None else None
         async with self._lock(aid):
             extra = {"name": upload.name, "descriptions": list(upload.descriptions)}
@@ -390,7 +401,7 @@ class AdapterService:
             loop = asyncio.get_running_loop()
             for i in range(0, len(owned), 32):
                 chunk = owned[i:i + 32]
-                embs = await loop.run_in_executor(self._generate_pool, self.generator.embed, [t for _, t in chunk]) \
+                embs = await loop.run_in_executor(self._generate_pool, self.worker.embed, [t for _, t in chunk]) \
                     if semantic else [None] * len(chunk)
                 for (aid, text), emb in zip(chunk, embs):
                     if aid in self._disk:
@@ -407,7 +418,7 @@ class AdapterService:
         if info.kind != "library":
             return False
         texts = tuple((info.extra or {}).get("descriptions") or [info.description])
-        embs = await self._on_generator(self.generator.embed, list(texts)) \
+        embs = await self._on_generator(self.worker.embed, list(texts)) \
             if self.library.index.threshold is not None else None
         if aid in self._disk:
             self.library.add(aid, texts, embs)
@@ -446,7 +457,7 @@ class AdapterService:
             return self._confidence[aid]
         conf = await self._io(self._stored_confidence, aid)
         if conf is None:  # one encoder pass, on the generation thread like all torch work
-            [conf] = await self._on_generator(self.generator.confidence, [text])
+            [conf] = await self._on_generator(self.worker.confidence, [text])
         self._remember_confidence(aid, conf)
         return conf
 
@@ -549,7 +560,8 @@ class AdapterService:
             t0 = time.perf_counter()
             registered = False
             try:
-                await self.engine.register(aid, path)
+                # Just generated here: the engine loads it with the request (no round trip to the engine first).
+                await self.engine.register(aid, path, trusted=source == "generated")
                 registered = True
                 t1 = time.perf_counter()
                 # A new adapter's durable copy was being written meanwhile: it is stored from here on.
@@ -714,8 +726,17 @@ class AdapterService:
     # ---- admission --------------------------------------------------------------
 
     async def _on_generator(self, fn, *args):
-        """Run a hypernetwork job on the generation thread, if admission lets one more in."""
-        return await self._admitted(lambda: asyncio.get_running_loop().run_in_executor(self._generate_pool, fn, *args))
+        """Run a hypernetwork job (embed, confidence) on the generation thread, if admission lets one
+        more in. A failure (e.g. the generator process died) is a GenerationFailed: an OpenAI error
+        for the request, never an unhandled exception in the server."""
+        try:
+            return await self._admitted(lambda: asyncio.get_running_loop().run_in_executor(self._generate_pool, fn, *args))
+        except TooManyGenerations:
+            raise
+        except Exception as e:
+            self.metrics.generation_errors.inc()
+            logger.exception("t2l-vllm: the generator failed on a %s job", getattr(fn, "__name__", "generator"))
+            raise GenerationFailed(f"could not read the task_description ({type(e).__name__}; see the server log)") from e
 
     async def _admitted(self, start):
         """`await start()` (one hypernetwork job) if admission lets one more in, else TooManyGenerations."""
@@ -775,7 +796,7 @@ class AdapterService:
 
     def _generate_items(self, items: list[tuple[str, str]]) -> list:
         try:
-            adapters = self.generator.generate([text for _, text in items])
+            adapters = self.worker.generate([text for _, text in items])
         except Exception as e:
             if len(items) == 1:
                 return [e]
