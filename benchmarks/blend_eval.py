@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 if __package__ is None:  # run as `python benchmarks/blend_eval.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import score_adapter_folder
 
 FORMAT_TASKS = {  # v1 family -> compositional family with the same operation, answer in uppercase
     "plural": "plural.noun.uppercase",
@@ -148,12 +149,7 @@ def main() -> None:
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     examples, conditions = build(work, args.n)
-    tasks = work / "tasks.jsonl"
-    tasks.write_text("".join(json.dumps(e) + "\n" for e in examples))
-    cli = Path(sys.executable).parent / "t2l-vllm"
-    subprocess.run([str(cli), "eval", "--tasks", str(tasks), "--modes", "oracle", "--oracles", str(work / "adapters"),
-                    "--out", str(work / "eval"), "--max-tokens", "12"], check=True)
-    preds = [json.loads(line) for line in (work / "eval" / "predictions.jsonl").read_text().splitlines()]
+    preds = score_adapter_folder(work, examples)
     r = report(preds, conditions)
     out.mkdir(parents=True, exist_ok=True)
     (out / "blend_eval.json").write_text(json.dumps({"n": args.n, **r}, indent=2) + "\n")

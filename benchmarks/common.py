@@ -43,3 +43,17 @@ def write_outputs(report: dict, out_dir: Path, name: str, markdown: Callable[[di
     if plot(report, out_dir / f"{name}.png"):
         paths["png"] = out_dir / f"{name}.png"
     return {k: str(v) for k, v in paths.items()}
+
+
+def score_adapter_folder(work: Path, examples: list[dict], max_tokens: int = 12) -> list[dict]:
+    """Score `examples` (task = an adapter folder name under work/adapters) with one
+    `t2l-vllm eval --modes oracle` run; returns its predictions (one dict per example, with "score")."""
+    import subprocess
+
+    tasks = work / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps(e) + "\n" for e in examples))
+    cli = Path(sys.executable).parent / "t2l-vllm"
+    subprocess.run([str(cli), "eval", "--tasks", str(tasks), "--modes", "oracle", "--oracles", str(work / "adapters"),
+                    "--out", str(work / "eval"), "--max-tokens", str(max_tokens)], check=True)
+    return [json.loads(line) for line in (work / "eval" / "predictions.jsonl").read_text().splitlines()]
+

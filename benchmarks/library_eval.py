@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -39,6 +38,7 @@ from pathlib import Path
 if __package__ is None:  # run as `python benchmarks/library_eval.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import score_adapter_folder
 from benchmarks.semantic_reuse import V1_MIRROR_PAIRS
 
 REGISTERED = 8  # descriptions registered per library adapter (all 8 training descriptions of a v1 family)
@@ -178,12 +178,7 @@ def score(args, gen, library, qs, routed, oracles, work, load_file, write_adapte
             write_adapter(tensors, config, work / "adapters" / name)
             cond_of[name] = (kind, cond)
             examples += [{"task": name, "description": desc, "input": i, "target": t} for i, t in pairs]
-    tasks = work / "tasks.jsonl"
-    tasks.write_text("".join(json.dumps(e) + "\n" for e in examples))
-    cli = Path(sys.executable).parent / "t2l-vllm"
-    subprocess.run([str(cli), "eval", "--tasks", str(tasks), "--modes", "oracle", "--oracles", str(work / "adapters"),
-                    "--out", str(work / "eval"), "--max-tokens", "12"], check=True)
-    preds = [json.loads(line) for line in (work / "eval" / "predictions.jsonl").read_text().splitlines()]
+    preds = score_adapter_folder(work, examples)
     totals = defaultdict(list)
     for p in preds:
         totals[cond_of[p["task"]]].append(p["score"])
