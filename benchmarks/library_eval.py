@@ -15,11 +15,14 @@ held-out mirror families when the library has none): these should get
 generated adapters.
 
 Routing is what the server's Library decides (serving/library.py: canonical
-text, then cosine >= threshold with a lexical check), swept over thresholds
-for both checks (opposite words only, the server's; and reuse's strict one); no
-engine needed. Then one `t2l-vllm eval` run (mode oracle over
-a folder with one adapter per query description and condition) scores, at
---threshold (default: the server's) with the opposites check:
+text, then a nearest description over the threshold that passes a lexical
+check; with the checkpoint's router, routing.py, in its task metric and only
+when no training description is closer by more than the margin), swept: raw
+cosine over thresholds for both checks (opposite words only, the server's; and
+reuse's strict one), and the router over thresholds and margins; no engine
+needed. Then one `t2l-vllm eval` run (mode oracle over a folder with one
+adapter per query description and condition) scores, at --threshold and
+--margin (default: the server's; --no-router: raw cosine) with the opposites check:
   served      what the server serves (the matched library adapter, else the generated one);
   generated   always the generated adapter (no library);
   oracle      the task's oracle (library tasks only: the ceiling);
@@ -43,7 +46,9 @@ from benchmarks.semantic_reuse import V1_MIRROR_PAIRS
 
 REGISTERED = 8  # descriptions registered per library adapter (all 8 training descriptions of a v1 family)
 REGISTERED_UNSEEN = 5  # of a family the hypernetwork never saw (10 descriptions): the other 5 are queries
-THRESHOLDS = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+THRESHOLDS = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)  # raw cosine, no router
+ROUTED_THRESHOLDS = (0.4, 0.5, 0.6)  # in the router's task metric
+MARGINS = (0.0, 0.02, 0.05, 0.1)
 RULES = ("opposites", "strict")  # the lexical check of a match: reuse.opposite_conflict or reuse.lexical_conflict
 
 
@@ -92,16 +97,19 @@ def queries(library: list[str], n_other: int) -> list[tuple[str, str, str]]:
     return out
 
 
-def route(library: list[str], qs, encoder, threshold: float, rule: str) -> list[str | None]:
-    """The library family serving each query (None: generated)."""
+def route(library: list[str], qs, gen, threshold: float, rule: str, margin: float | None = None) -> list[str | None]:
+    """The library family serving each query (None: generated). margin None: raw cosine (no router);
+    else the checkpoint's router (task metric, training descriptions compete) with that margin."""
     from t2l_vllm.reuse import lexical_conflict, opposite_conflict
     from t2l_vllm.serving.library import Library
 
-    lib = Library(encoder.dim, threshold, conflict=lexical_conflict if rule == "strict" else opposite_conflict)
+    router = None if margin is None else gen.router
+    lib = Library(gen.encoder.dim, threshold, conflict=lexical_conflict if rule == "strict" else opposite_conflict,
+                  router=router, margin=margin or 0.0)
     for fam in library:
         texts = registered(fam)
-        lib.add(fam, texts, encoder.encode(list(texts)))
-    return [(m.adapter_id if (m := lib.match(d, encoder.encode([d])[0])) else None) for _, _, d in qs]
+        lib.add(fam, texts, gen.encoder.encode(list(texts)))
+    return [(m.adapter_id if (m := lib.match(d, gen.encoder.encode([d])[0])) else None) for _, _, d in qs]
 
 
 def routing_rates(qs, routed) -> dict:
@@ -124,6 +132,9 @@ def main() -> None:
     p.add_argument("--families", help="comma-separated library families (default: the first --limit v1 training "
                                       "families with an oracle)")
     p.add_argument("--threshold", type=float, help="threshold of the scored run (default: the server's)")
+    p.add_argument("--margin", type=float, help="router margin of the scored run (default: the server's)")
+    p.add_argument("--hypernet", help="checkpoint (default: the shipped one); its routing.safetensors is the router")
+    p.add_argument("--no-router", action="store_true", help="route by raw cosine even if the checkpoint has a router")
     args = p.parse_args()
     from safetensors.torch import load_file
 
@@ -132,6 +143,7 @@ def main() -> None:
     from t2l_vllm.blend import blend_tensors
     from t2l_vllm.generator import AdapterGenerator
     from t2l_vllm.reuse import DEFAULT_LIBRARY_THRESHOLD
+    from t2l_vllm.routing import DEFAULT_ROUTED_MARGIN, DEFAULT_ROUTED_THRESHOLD
     from t2l_vllm.tasks.splits import FAMILIES
 
     oracles, work, out = Path(args.oracles), Path(args.work), Path(args.out)
@@ -139,14 +151,23 @@ def main() -> None:
     if len(library) < 2:
         raise SystemExit(f"{oracles} holds {len(library)} oracles of v1 training families; train some first")
     base = defaults.default_base_model_dir()
-    gen = AdapterGenerator.from_pretrained(defaults.SHIPPED_HYPERNET, base, base_model_name=defaults.BASE_NAME)
+    gen = AdapterGenerator.from_pretrained(args.hypernet or defaults.SHIPPED_HYPERNET, base,
+                                           base_model_name=defaults.BASE_NAME)
     qs = queries(library, args.n_other)
     threshold = DEFAULT_LIBRARY_THRESHOLD if args.threshold is None else args.threshold
-    sweep = {f"{rule} {t}": routing_rates(qs, route(library, qs, gen.encoder, t, rule))
-             for rule in RULES for t in sorted({*THRESHOLDS, threshold})}
+    if args.no_router:
+        gen.router = None
+    sweep = {f"raw, {rule}, {t}": routing_rates(qs, route(library, qs, gen, t, rule))
+             for rule in RULES for t in THRESHOLDS}
+    if gen.router is not None:
+        sweep.update({f"router, opposites, {t}, margin {m}": routing_rates(qs, route(library, qs, gen, t, "opposites", m))
+                      for t in ROUTED_THRESHOLDS for m in MARGINS})
+    margin = None if gen.router is None else (DEFAULT_ROUTED_MARGIN if args.margin is None else args.margin)
+    default = DEFAULT_LIBRARY_THRESHOLD if gen.router is None else DEFAULT_ROUTED_THRESHOLD
+    threshold = default if args.threshold is None else args.threshold
     result = {"library": library, "registered_descriptions_per_adapter": REGISTERED, "queries": len(qs),
-              "default_threshold": threshold, "routing": sweep}
-    routed = route(library, qs, gen.encoder, threshold, "opposites")
+              "router": gen.router is not None, "default_threshold": threshold, "margin": margin, "routing": sweep}
+    routed = route(library, qs, gen, threshold, "opposites", margin)
     out.mkdir(parents=True, exist_ok=True)
     if not args.routing_only:
         result["scores"] = score(args, gen, library, qs, routed, oracles, work, load_file, write_adapter, blend_tensors,
@@ -196,9 +217,11 @@ def markdown(r: dict, args) -> str:
              f"{r['registered_descriptions_per_adapter']} descriptions (5 for a family the hypernetwork never saw). {r['queries']} query "
              f"descriptions. Command: `.venv/bin/python benchmarks/library_eval.py --oracles {args.oracles} "
              f"--limit {args.limit} --n {args.n}" + (f" --families {args.families}" if args.families else "")
-             + (f" --threshold {args.threshold}" if args.threshold is not None else "") + "`.", "",
+             + (f" --threshold {args.threshold}" if args.threshold is not None else "")
+             + (f" --margin {args.margin}" if args.margin is not None else "")
+             + (" --no-router" if args.no_router else "") + "`.", "",
              "## Routing (no engine): where each held-out description goes", "",
-             "| lexical check, threshold | library tasks: right oracle / wrong library adapter / generated | other tasks: to a library adapter | mirror families: to a library adapter |",
+             "| space, lexical check, threshold (router: margin) | library tasks: right oracle / wrong library adapter / generated | other tasks: to a library adapter | mirror families: to a library adapter |",
              "|---|---|---:|---:|"]
     for t, v in r["routing"].items():
         lib, oth, mir = v.get("library", {}), v.get("other", {}), v.get("mirror", {})
@@ -209,7 +232,9 @@ def markdown(r: dict, args) -> str:
                      f"{lib.get('generated', 0)} | {wrong_o}/{no} | {wrong_m}/{nm} |")
     if "scores" in r:
         s = r["scores"]
-        lines += ["", f"## Scores at threshold {r['default_threshold']}, opposites check (exact match, %, {args.n} inputs per description)", "",
+        how = "raw cosine" if not r["router"] else f"router, margin {r['margin']}"
+        lines += ["", f"## Scores at threshold {r['default_threshold']} ({how}), opposites check (exact match, %, "
+                      f"{args.n} inputs per description)", "",
                   "| queries | served (library or generated) | generated only | oracle | blend 0.5 oracle + 0.5 generated |",
                   "|---|---:|---:|---:|---:|"]
         for kind in ("library", "other", "mirror"):

@@ -36,6 +36,8 @@ if [ -z "${SFT_HYPERNET:-}" ]; then
     time $T2L train-sft --out "$RUNS/sft-open" --init-from "$RUNS/sft/checkpoint" --answer all \
         --steps 600 --lr 5e-5 --save-every 25
     time $T2L export --hypernet "$RUNS/sft-open/checkpoint" --out "$RUNS/sft-open/export"
+    # The library's router (README "Routing"): a minute; the shipped checkpoint carries one.
+    time $T2L train-router --hypernet "$RUNS/sft-open/export" --answer all
     SFT_HYPERNET="$RUNS/sft-open/export"
 fi
 

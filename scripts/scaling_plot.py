@@ -15,6 +15,7 @@ from pathlib import Path
 from t2l_vllm.tasks.suites import get_suite
 
 SPLITS = (("heldout-family", "held-out families"), ("heldout-combination", "held-out combinations"))
+TARGETS = {"heldout-family": 25.0, "heldout-combination": 50.0}  # issue 13's targets (%), drawn dashed
 
 
 def collect(root: Path) -> dict[int, dict[str, float]]:
@@ -42,6 +43,7 @@ def main(root: Path) -> None:
     print("\n".join(lines))
 
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -51,6 +53,10 @@ def main(root: Path) -> None:
         xs = [n for n in sorted(points) if split in points[n]]
         ax.plot(xs, [points[n][split] for n in xs], marker="o", label=label)
     ax.set_xscale("log")
+    ax.set_xticks(sorted(points), [str(n) for n in sorted(points)])  # the measured sizes, not 10^k
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    for (split, label), colour in zip(SPLITS, ("C0", "C1")):
+        ax.axhline(TARGETS[split], color=colour, linestyle="--", linewidth=1, label=f"target, {label}")
     ax.set_xlabel("training families (compositional suite, nested subsets)")
     ax.set_ylabel("score (%)")
     ax.set_title("T2L on unseen tasks vs number of training families")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -224,12 +225,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from .checkpoint import WEIGHTS_NAME, load_hypernet, read_hypernet_config, save_hypernet
     from .confidence import load_confidence
+    from .routing import ROUTING_FILE
 
     _, metadata = read_hypernet_config(args.hypernet)
     net = load_hypernet(args.hypernet)
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[args.dtype]
     metadata = {**metadata, "exported_dtype": args.dtype}
     out = save_hypernet(net, Path(args.out), dtype=dtype, metadata=metadata, confidence=load_confidence(args.hypernet))
+    if (Path(args.hypernet) / ROUTING_FILE).is_file():  # the router is the checkpoint's too: copy it unchanged
+        shutil.copy2(Path(args.hypernet) / ROUTING_FILE, out / ROUTING_FILE)
     size = (out / WEIGHTS_NAME).stat().st_size / 2**20
     print(f"{out}: {size:.1f} MiB ({args.dtype})")
     return 0
@@ -253,6 +257,52 @@ def cmd_confidence_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_router(args: argparse.Namespace) -> int:
+    import random
+
+    from .checkpoint import read_hypernet_config
+    from .encoders import load_encoder
+    from .routing import ROUTING_FILE, Router, RouterTrainConfig, train_metric
+    from .tasks.suites import get_suite, select_training_families
+
+    config, _ = read_hypernet_config(args.hypernet)
+    if config.encoder.kind == "base-hidden":
+        raise ValueError("train-router needs a text encoder; this checkpoint reads the base model's hidden states")
+    train = RouterTrainConfig(steps=args.steps, lr=args.lr, temperature=args.temperature, seed=args.seed)
+    if args.descriptions_per_family < 2:
+        raise ValueError(f"--descriptions-per-family must be >= 2, got {args.descriptions_per_family}")
+    # Known: what the checkpoint was trained on (as confidence-index). Metric data: those, plus the
+    # metric suite's training families (never a held-out family or description of either suite).
+    suite = get_suite(args.suite)
+    known_fams = select_training_families(suite, _answer(args), args.max_families)
+    known = [(f.name, d) for f in known_fams for d in suite.train_descriptions(f)]
+    data, pairs, known_names = list(known), {}, {f.name for f in known_fams}
+    for name in [n for n in args.metric_suites.split(",") if n]:
+        other = get_suite(name)
+        fams = other.training_families("all")
+        pairs.update(other.siblings(fams) if name != args.suite else {})
+        for f in fams:
+            if f.name in known_names:
+                continue
+            descs = list(other.train_descriptions(f))
+            data += [(f.name, d) for d in random.Random(f"router:{f.name}").sample(
+                descs, min(args.descriptions_per_family, len(descs)))]
+    encoder = load_encoder(config.encoder)
+    print(f"embedding {len(data)} descriptions of {len({f for f, _ in data})} families "
+          f"({len(known)} known: the checkpoint's training descriptions)", flush=True)
+    emb = encoder.encode([d for _, d in data])  # [N, dim]
+    weight = train_metric(emb, [f for f, _ in data], pairs, train,
+                          log=lambda step, loss: print(f"step {step}: loss {loss:.4f}", flush=True))
+    router = Router(weight, tuple(d for _, d in known), emb[:len(known)])
+    meta = {"suite": args.suite, "answer": _answer(args), "max_families": args.max_families,
+            "metric_suites": args.metric_suites, "sampled_per_family": args.descriptions_per_family,
+            "descriptions": len(data), **train.__dict__}
+    path = router.save(args.hypernet, meta)
+    print(f"{path}: task metric {router.dim}x{router.dim}, {len(known)} known descriptions "
+          f"({ROUTING_FILE}, {path.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
 def _add_suite(parser: argparse.ArgumentParser, answer_help: str) -> None:
     """--suite and --answer, shared by the training commands and confidence-index."""
     from .tasks.suites import SUITES
@@ -265,6 +315,7 @@ def _add_suite(parser: argparse.ArgumentParser, answer_help: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .confidence import DEFAULT_MIN_CONFIDENCE, DEFAULT_POLICY, POLICIES
+    from .routing import RouterTrainConfig
     from .serving.config import ServeConfig
     from .tasks import splits as v1_splits
     from .tasks.suites import COMPOSITIONAL_SPLITS, SUITES
@@ -403,6 +454,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_suite(ci, "the training families the checkpoint was trained on")
     ci.add_argument("--max-families", type=int, default=0, help="as the checkpoint's train-sft --max-families")
     ci.set_defaults(func=cmd_confidence_index)
+
+    rt = sub.add_parser(
+        "train-router",
+        help="train the library's task metric and write it, with the checkpoint's training descriptions, into the "
+             "checkpoint folder (routing.safetensors)",
+    )
+    rt.add_argument("--hypernet", required=True, help="checkpoint folder to add routing.safetensors to")
+    _add_suite(rt, "the training families the checkpoint was trained on")
+    rt.add_argument("--max-families", type=int, default=0, help="as the checkpoint's train-sft --max-families")
+    rt.add_argument("--metric-suites", default="compositional",
+                    help="comma-separated suites whose training families the metric also learns from")
+    rt.add_argument("--descriptions-per-family", type=int, default=8,
+                    help="training descriptions drawn per family of a metric suite")
+    rt.add_argument("--steps", type=int, default=RouterTrainConfig.steps)
+    rt.add_argument("--lr", type=float, default=RouterTrainConfig.lr)
+    rt.add_argument("--temperature", type=float, default=RouterTrainConfig.temperature)
+    rt.add_argument("--seed", type=int, default=RouterTrainConfig.seed)
+    rt.set_defaults(func=cmd_train_router)
     return p
 
 

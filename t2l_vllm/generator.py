@@ -27,6 +27,7 @@ from .adapter import (
 )
 from .checkpoint import check_base_compatible, hypernet_digest, load_hypernet
 from .confidence import ConfidenceIndex, load_confidence
+from .routing import Router, load_router
 from .encoders import DescriptionEncoder, load_encoder
 from .hypernet import HyperLoRA
 from .target_spec import read_base_config
@@ -69,6 +70,7 @@ class AdapterGenerator:
         dtype: str = "bfloat16",
         max_description_chars: int = DEFAULT_MAX_DESCRIPTION_CHARS,
         confidence_index: ConfidenceIndex | None = None,
+        router: Router | None = None,
     ):
         if dtype not in DTYPES:
             raise ValueError(f"adapter dtype {dtype!r} unknown; choose from {', '.join(DTYPES)}")
@@ -82,6 +84,10 @@ class AdapterGenerator:
         if confidence_index is not None and confidence_index.dim != encoder.dim:
             raise ValueError(f"confidence index is {confidence_index.dim}-d, the encoder gives {encoder.dim}-d vectors")
         self.confidence_index = confidence_index
+        if router is not None and router.dim != encoder.dim:
+            raise ValueError(f"router is {router.dim}-d, the encoder gives {encoder.dim}-d vectors")
+        # The task metric and training descriptions the library routes with (routing.py); None without one.
+        self.router = router
         # Computed once: the hypernetwork is immutable while it serves.
         self.digest = hypernet_digest(hypernet)
         self.peft_config = adapter_config(hypernet.config, base_model_name)
@@ -101,6 +107,7 @@ class AdapterGenerator:
         check_base_compatible(hypernet.config, base_cfg, base_name=str(base_model_dir))
         encoder = load_encoder(hypernet.config.encoder, base_model_dir, device=device)
         kwargs.setdefault("confidence_index", load_confidence(hypernet_dir))
+        kwargs.setdefault("router", load_router(hypernet_dir))
         return cls(hypernet, encoder, base_model_name or str(base_model_dir), **kwargs)
 
     def adapter_id(self, description: object) -> str:

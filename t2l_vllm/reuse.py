@@ -37,7 +37,8 @@ import torch
 # either suite is merged from 0.94 up (v1 from 0.91); 0.95 leaves a margin. It still
 # merged 2 of 373,000 v1 different-task pairs, which is why --reuse defaults to "exact".
 DEFAULT_REUSE_THRESHOLD = 0.95
-# Library matches (serving/library.py): several descriptions per adapter, written by
+# Library matches (serving/library.py) by raw cosine, for a checkpoint without a router
+# (routing.py has the thresholds of routed matches): several descriptions per adapter, written by
 # the people who trained it, checked for opposite words only (`opposite_conflict`).
 # Chosen with benchmarks/library_eval.py (8 oracles, 5 of tasks the hypernetwork never
 # saw): the lowest threshold swept at which no description of another task or of a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 import tarfile
 
 import httpx
@@ -13,6 +14,7 @@ import torch
 from safetensors.torch import load, save
 
 from t2l_vllm.peft_format import adapter_config
+from t2l_vllm.routing import Router
 from tests.server_utils import running_tiny_server
 from tests.test_server import wait_for
 
@@ -58,7 +60,7 @@ def _chat(client, description):
 
 
 def test_library_adapters_are_checked_matched_listed_deleted_and_survive_a_restart(
-        tmp_path, tiny_base_dir, tiny_hypernet_dir, tiny_hypernet_config, threshold):
+        tmp_path, tiny_base_dir, tiny_hypernet_dir, tiny_hypernet_config, tiny_generator, threshold):
     spec = tiny_hypernet_config.target
     t, other = threshold
     flags = ("--library-threshold", str(t), "--max-library-adapter-mib", "1", "--reuse", "off")
@@ -106,12 +108,25 @@ def test_library_adapters_are_checked_matched_listed_deleted_and_survive_a_resta
             metrics = http.get("/metrics").text
             assert 't2l_adapter_cache_total{result="library_hit"} 2.0' in metrics
 
-    # A restart finds the library adapter again, and serves its descriptions with it.
-    with running_tiny_server(tmp_path, tiny_base_dir, tiny_hypernet_dir, *flags, api_key=API_KEY) as srv:
+    # A restart finds the library adapter again, and serves its descriptions with it. It restarts
+    # with a router (routing.py; same weights, so the same adapter ids) that knows `other` as a
+    # training description: at threshold -1 every description is above it, and the known task
+    # decides. `other` is nearer itself than the library: generated; PARAPHRASE is nearer the library.
+    routed = tmp_path / "hypernet-with-router"
+    shutil.copytree(tiny_hypernet_dir, routed)
+    dim = tiny_hypernet_config.encoder.dim
+    Router(torch.zeros(dim, dim), (other,), tiny_generator.embed([other])).save(routed)
+    assert _cos(tiny_generator, PARAPHRASE, LIB) > _cos(tiny_generator, PARAPHRASE, other)
+    routed_flags = ("--library-threshold", "-1", "--library-margin", "0", "--reuse", "off")
+    with running_tiny_server(tmp_path, tiny_base_dir, routed, *routed_flags, api_key=API_KEY) as srv:
         client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=API_KEY, max_retries=0)
         with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120) as http:
             wait_for(lambda: http.get("/v1/t2l/library").json()["data"], timeout=60)
             assert _chat(client, PARAPHRASE).headers["x-t2l-adapter-id"] == lib_id
+            assert _chat(client, other).headers["x-t2l-adapter-id"] != lib_id  # the known task: generated
+            why = http.post("/v1/t2l/reuse", json={"task_description": other}).json()["library"]
+            assert why["router"] is True and why["match"] is None and why["nearest"][0]["adapter_id"] == lib_id
+            assert why["nearest_known"]["description"] == other and why["nearest_known"]["similarity"] > 0.99
             assert http.delete(f"/v1/t2l/library/{lib_id}").json()["deleted"] is True
             assert http.get("/v1/t2l/library").json()["data"] == []
             assert _chat(client, PARAPHRASE).headers["x-t2l-adapter-id"] != lib_id  # generated now

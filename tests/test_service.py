@@ -59,7 +59,7 @@ class CountingGenerator:
         self.inner, self.digest, self.error = inner, inner.digest, error
         # What the service reads besides generate(): the reuse index and library use these.
         self.hypernet, self.encoder, self.embed = inner.hypernet, inner.encoder, inner.embed
-        self.base_model_name, self.confidence = inner.base_model_name, inner.confidence
+        self.base_model_name, self.confidence, self.router = inner.base_model_name, inner.confidence, inner.router
         self.calls = 0
         self.generated = 0  # descriptions: new ones that arrive together share one call (--generation-batch-ms)
         self.gate: threading.Event | None = None

@@ -144,7 +144,14 @@ class ServeConfig:
         None, "T2L_VLLM_LIBRARY_THRESHOLD",
         "cosine similarity at or above which a task_description is served by a library adapter (POST "
         "/v1/t2l/library) with a matching description (default: the value chosen on the task suites for the "
-        "embedded encoder; with any other encoder only the same text matches unless this is set)", float,
+        "checkpoint's router, in its task metric, else for the embedded encoder; with any other encoder only "
+        "the same text matches unless this is set)", float,
+    )
+    library_margin: float | None = _setting(
+        None, "T2L_VLLM_LIBRARY_MARGIN",
+        "with the checkpoint's router: a library adapter serves a description only if it is at least as close "
+        "as the nearest training description of the hypernetwork minus this margin (default: the value chosen "
+        "on the task suites)", float,
     )
     max_library_adapters: int = _setting(
         64, "T2L_VLLM_MAX_LIBRARY_ADAPTERS", "adapters the library may hold (never evicted; delete them)", int,
@@ -195,6 +202,8 @@ class ServeConfig:
             value = getattr(self, name)
             if value is not None and not -1.0 <= value <= 1.0:
                 raise ValueError(f"{name} is a cosine similarity in [-1, 1], got {value}")
+        if self.library_margin is not None and not -2.0 <= self.library_margin <= 2.0:
+            raise ValueError(f"library_margin is a difference of cosines in [-2, 2], got {self.library_margin}")
         for name in ("max_library_adapters", "max_library_adapter_mib"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

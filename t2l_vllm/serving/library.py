@@ -3,8 +3,10 @@
 Platform engineers register PEFT LoRA adapters they trained, each with one or
 more descriptions of its task (`POST /v1/t2l/library`). At request time a
 task_description that matches a library description (canonical text, or
-cosine >= --library-threshold and no opposite words: reuse.py) is
-served by the library adapter instead of a generated one.
+cosine >= --library-threshold and no opposite words: reuse.py; with the
+checkpoint's router, in its task metric and only when no training description
+of the hypernetwork is closer: routing.py) is served by the library adapter
+instead of a generated one.
 
 Upload (JSON): {"descriptions": [str, ...] (or "description": str), "name": str (optional),
                 "adapter_config": {...PEFT LoraConfig...}, "adapter_model": base64 of the safetensors file}
@@ -38,6 +40,7 @@ import torch
 from ..adapter import ADAPTER_PREFIX, ID_HEX_CHARS, normalize_description
 from ..peft_format import adapter_config
 from ..reuse import ReuseIndex, ReuseMatch, opposite_conflict
+from ..routing import DEFAULT_ROUTED_MARGIN, Router, best_match
 from ..target_spec import TargetSpec
 
 MAX_LIBRARY_DESCRIPTIONS = 32
@@ -149,13 +152,28 @@ def _check_tensors(tensors: dict[str, torch.Tensor], spec: TargetSpec, rank: int
 
 
 class Library:
-    """Library adapters by description: several descriptions per adapter, one reuse index."""
+    """Library adapters by description: several descriptions per adapter, one reuse index.
 
-    def __init__(self, dim: int, threshold: float | None, conflict=opposite_conflict):
+    Without a router the index holds raw encoder vectors and a match is the
+    nearest description at cosine >= threshold that passes the lexical check.
+    With the checkpoint's router (routing.py) the index holds task-metric
+    vectors, and a match must also be at least as close, less `margin`, as the
+    nearest of the hypernetwork's training descriptions (that pass the check):
+    a wording nearer a task the hypernetwork knows is left to the hypernetwork.
+    """
+
+    def __init__(self, dim: int, threshold: float | None, conflict=opposite_conflict, router: Router | None = None,
+                 margin: float = DEFAULT_ROUTED_MARGIN):
         """conflict: the lexical check a cosine match must pass (reuse.py); the library's default only
         refuses opposites, as its descriptions and the requests' are written by different people."""
+        if router is not None and router.dim != dim:
+            raise ValueError(f"the router is {router.dim}-d, the encoder gives {dim}-d vectors")
+        if not math.isfinite(margin):
+            raise ValueError(f"library margin must be a finite number, got {margin}")
         self.index = ReuseIndex(dim, threshold, conflict=conflict)
         self.descriptions: dict[str, tuple[str, ...]] = {}  # adapter id -> its descriptions
+        self.router, self.margin = router, margin
+        self._known = router.known_projected() if router is not None else None  # [N, dim]
 
     def __contains__(self, adapter_id: str) -> bool:
         return adapter_id in self.descriptions
@@ -164,9 +182,11 @@ class Library:
         return len(self.descriptions)
 
     def add(self, adapter_id: str, descriptions: tuple[str, ...], embeddings: torch.Tensor | None) -> None:
-        """embeddings: [len(descriptions), dim], or None for canonical-text matching only."""
+        """embeddings: [len(descriptions), dim] encoder vectors, or None for canonical-text matching only."""
         self.remove(adapter_id)
         self.descriptions[adapter_id] = tuple(descriptions)
+        if embeddings is not None and self.router is not None:
+            embeddings = self.router.project(embeddings)
         for i, text in enumerate(descriptions):
             self.index.add(f"{adapter_id}#{i}", text, None if embeddings is None else embeddings[i])
 
@@ -175,7 +195,45 @@ class Library:
             self.index.remove(f"{adapter_id}#{i}")
 
     def match(self, text: str, embedding: torch.Tensor | None) -> ReuseMatch | None:
-        hit = self.index.match(text, embedding)
+        """embedding: the description's [dim] encoder vector, or None (canonical text only)."""
+        if self.router is None or embedding is None or self.index.threshold is None:
+            hit = self.index.match(text, embedding)
+        else:
+            hit = self.index.exact(text) or self._routed(text, self.router.project(embedding))
         if hit is None:
             return None
         return ReuseMatch(hit.adapter_id.split("#")[0], hit.description, hit.similarity, "library")
+
+    def _routed(self, text: str, q: torch.Tensor) -> ReuseMatch | None:
+        """q: [dim] in the task metric. The nearest library description over the threshold that passes
+        the check, unless a training description that passes it is closer by more than the margin."""
+        for aid, desc, sim in self.index.nearest(q):
+            if sim < self.index.threshold:
+                return None
+            if self.index.conflict(text, desc) is None:
+                known = best_match(q, text, self._known, self.router.known_texts, self.index.conflict)
+                if known is not None and sim < known[1] - self.margin:
+                    return None
+                return ReuseMatch(aid, desc, round(sim, 4), "semantic")
+        return None
+
+    def explain(self, text: str, embedding: torch.Tensor | None) -> dict:
+        """What match() decides for `text` and why (admin preview): the decision, the nearest library
+        descriptions, and with a router the nearest training description that competes."""
+        match = self.match(text, embedding)
+        out = {"threshold": self.index.threshold, "router": self.router is not None,
+               "margin": self.margin if self.router is not None else None,
+               "match": None if match is None else {"adapter_id": match.adapter_id, "description": match.description,
+                                                    "similarity": match.similarity},
+               "nearest": [], "nearest_known": None}
+        if embedding is None or self.index.threshold is None:
+            return out
+        q = embedding if self.router is None else self.router.project(embedding)
+        out["nearest"] = [{"adapter_id": aid.split("#")[0], "description": desc, "similarity": round(sim, 4),
+                           "conflict": self.index.conflict(text, desc)} for aid, desc, sim in self.index.nearest(q, 5)]
+        if self.router is not None:
+            known = best_match(q, text, self._known, self.router.known_texts, self.index.conflict)
+            if known is not None:
+                out["nearest_known"] = {"description": self.router.known_texts[known[0]],
+                                        "similarity": round(known[1], 4)}
+        return out

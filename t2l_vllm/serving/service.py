@@ -62,6 +62,7 @@ from ..adapter import normalize_description, validate_adapter_id
 from ..confidence import route
 from ..generator import AdapterGenerator
 from ..reuse import DEFAULT_LIBRARY_THRESHOLD, DEFAULT_REUSE_THRESHOLD, ReuseIndex, ReuseMatch
+from ..routing import DEFAULT_ROUTED_MARGIN, DEFAULT_ROUTED_THRESHOLD
 from .batcher import MicroBatcher
 from .config import ServeConfig
 from .generator_process import GeneratorProcess
@@ -133,14 +134,22 @@ def build_reuse_index(generator: AdapterGenerator, config: ServeConfig) -> Reuse
 
 
 def build_library(generator: AdapterGenerator, config: ServeConfig):
-    """The (empty) library; semantic matching needs a threshold chosen for this encoder, as for reuse."""
+    """The (empty) library; semantic matching needs a threshold chosen for this encoder, as for reuse.
+
+    With the checkpoint's router (routing.py) matching happens in its task metric, against the
+    hypernetwork's training descriptions too, with thresholds chosen there; without one, raw cosine.
+    """
     from .library import Library
 
+    router = generator.router
     threshold = config.library_threshold
     enc = generator.hypernet.config.encoder
-    if threshold is None and enc.kind == "hf-mean" and enc.source == "default":
+    if threshold is None and router is not None:
+        threshold = DEFAULT_ROUTED_THRESHOLD
+    elif threshold is None and enc.kind == "hf-mean" and enc.source == "default":
         threshold = DEFAULT_LIBRARY_THRESHOLD
-    return Library(generator.encoder.dim, threshold)
+    margin = DEFAULT_ROUTED_MARGIN if config.library_margin is None else config.library_margin
+    return Library(generator.encoder.dim, threshold, router=router, margin=margin)
 
 
 # Rate window of --max-new-adapters-per-minute.
@@ -292,11 +301,16 @@ class AdapterService:
         index = self.reuse_index
         out = {"adapter_id": aid, "own_adapter_exists": aid in self._disk, "reuse": self.config.reuse,
                "threshold": None if index is None else index.threshold, "match": None, "nearest": []}
+        emb = None
+        if len(self.library):  # library matches come first (acquire_served)
+            if self.library.index.threshold is not None:
+                [emb] = await self._on_generator(self.worker.embed, [text])
+            out["library"] = self.library.explain(text, emb)
         if index is None:
             return out
-        emb = None
         if index.threshold is not None and index.embedded:
-            [emb] = await self._on_generator(self.worker.embed, [text])
+            if emb is None:
+                [emb] = await self._on_generator(self.worker.embed, [text])
             out["nearest"] = [
                 {"adapter_id": a, "description": d, "similarity": round(sim, 4), "conflict": lexical_conflict(text, d)}
                 for a, d, sim in index.nearest(emb, k)
