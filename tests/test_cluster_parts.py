@@ -28,11 +28,20 @@ def test_the_front_door_computes_the_servers_adapter_id(tiny_generator):
     assert adapter_for("POST", "/v1/completions", by_id, digest, 4000) == want
     assert adapter_for("GET", f"/v1/t2l/adapters/{want}/download", b"", digest, 4000) == want
     assert adapter_for("DELETE", f"/v1/t2l/adapters/{want}", b"", digest, 4000) == want
+    # A blend routes by the id the server gives it: the canonical member list, in any order.
+    from t2l_vllm.blend import blend_id, parse_blend
+
+    members = [{"text": "Answer yes or no.", "weight": 1}, {"text": "Reply in uppercase.", "weight": 0.5}]
+    blended = blend_id(parse_blend(members, 4000), digest)
+    for order in (members, members[::-1]):
+        body = json.dumps({"model": "m", "task_description": order}).encode()
+        assert adapter_for("POST", "/v1/chat/completions", body, digest, 4000) == blended != want
     # Nothing to route by: any replica answers (malformed bodies get the server's 400 there).
     for method, path, body in [
         ("POST", "/v1/chat/completions", b'{"model": "m"}'),
         ("POST", "/v1/chat/completions", b'{"task_description": ""}'),
         ("POST", "/v1/chat/completions", b'{"task_description": 7}'),
+        ("POST", "/v1/chat/completions", b'{"task_description": [{"text": "x", "weight": 0}]}'),
         ("POST", "/v1/chat/completions", b"[" * 100_000),
         ("POST", "/v1/chat/completions", b"\xff\xfe"),
         ("POST", "/tokenize", json.dumps({"task_description": "Answer yes or no."}).encode()),

@@ -1,8 +1,8 @@
 """Front-door routing: the adapter a request needs, and what routing made of it.
 
 `adapter_for` computes Ray's `multiplexed_model_id` for a request: the adapter id
-the replica's server would compute (same normalisation, same checkpoint digest),
-or the `t2l-` id the request names. Ray Serve's multiplexed routing then prefers
+the replica's server would compute (same normalisation, same checkpoint digest;
+a blend's id for a list of members), or the `t2l-` id the request names. Ray Serve's multiplexed routing then prefers
 a replica that holds the id; when those are at `max_ongoing_requests` it picks
 another, which then holds the id too. `handle_options` sets it, under the
 cluster's routing policy: "affinity" (the default) passes the id, "plain" does
@@ -23,6 +23,7 @@ from collections import OrderedDict
 from prometheus_client import CollectorRegistry, Counter
 
 from ..adapter import ADAPTER_ID_RE, adapter_id, normalize_description
+from ..blend import blend_id, parse_blend
 from ..serving.http import ADAPTER_ROUTES
 
 ADMIN_ADAPTERS = "/v1/t2l/adapters"
@@ -44,8 +45,11 @@ def adapter_for(method: str, path: str, body: bytes, digest: str, max_chars: int
     if payload is None:
         return None
     if "task_description" in payload:
+        value = payload["task_description"]
         try:
-            return adapter_id(normalize_description(payload["task_description"], max_chars), digest)
+            if isinstance(value, list):  # a blend: its id hashes the canonical member list (blend.py)
+                return blend_id(parse_blend(value, max_chars), digest)
+            return adapter_id(normalize_description(value, max_chars), digest)
         except ValueError:
             return None
     model = payload.get("model")
