@@ -128,7 +128,7 @@ def t2l_metric(cluster, name: str, **labels) -> dict[str, float]:
     return out
 
 
-def test_the_front_door_is_the_single_servers_api(cluster, client):
+def test_the_front_door_is_the_single_servers_api(cluster, client, tiny_hypernet_config):
     # The key guards everything but the public routes; errors are OpenAI JSON.
     r = httpx.get(cluster.url + "/v1/models")
     assert r.status_code == 401 and r.json()["error"]["type"] == "AuthenticationError"
@@ -170,6 +170,19 @@ def test_the_front_door_is_the_single_servers_api(cluster, client):
     assert cluster.http.get(f"/v1/t2l/adapters/{made['id']}").status_code == 404
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model=made["id"], prompt="x", max_tokens=2)
+
+    # The library is uploaded to, listed from and deleted on every replica; a bad upload is one 400.
+    from tests.test_library import _adapter, _body
+
+    tensors, config = _adapter(tiny_hypernet_config.target)
+    bad = cluster.http.post("/v1/t2l/library", json=_body(tensors, config, descriptions=()))
+    assert bad.status_code == 400 and "descriptions" in bad.json()["error"]["message"]
+    lib = cluster.http.post("/v1/t2l/library", json=_body(tensors, config)).json()
+    assert lib["kind"] == "library"
+    [listed] = cluster.http.get("/v1/t2l/library").json()["data"]
+    assert listed["id"] == lib["id"] and len(listed["held_by"]) == 2  # both replicas serve it
+    assert cluster.http.delete(f"/v1/t2l/library/{lib['id']}").json()["deleted"] is True
+    assert cluster.http.get("/v1/t2l/library").json()["data"] == []
 
 
 def test_one_description_is_generated_once_cluster_wide(cluster):

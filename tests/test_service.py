@@ -105,6 +105,37 @@ def test_concurrent_callers_share_one_generation(tiny_generator, tmp_path):
     assert len(stored(tmp_path)) == 1
 
 
+def test_a_canonical_twin_arriving_during_generation_shares_it(tiny_generator, tmp_path):
+    """With --reuse, "Reply in French." and "reply in French" are one adapter even when the second
+    arrives while the first is still being made (the reuse index learns it only once made)."""
+    generator = CountingGenerator(tiny_generator)
+    service, engine = make_service(tiny_generator, tmp_path, generator=generator)  # --reuse exact (default)
+
+    async def run():
+        generator.gate = threading.Event()
+        first = asyncio.ensure_future(service.acquire_served("Reply in French."))
+        await _until(lambda: generator.calls == 1)
+        twin = asyncio.ensure_future(service.acquire_served("reply in French"))
+        await _until(lambda: service.metrics.singleflight_joins._value.get() == 1)  # waits on the first's lock
+        generator.gate.set()
+        a, b = await asyncio.gather(first, twin)
+        # A failed generation is not shared: the twin then makes its own (and fails alike here).
+        generator.gate, generator.error = threading.Event(), RuntimeError("generator down")
+        failing = asyncio.ensure_future(service.acquire_served("Reply in German."))
+        await _until(lambda: generator.calls == 2)
+        twin_of_failing = asyncio.ensure_future(service.acquire_served("reply in German"))
+        await _until(lambda: service.metrics.singleflight_joins._value.get() == 2)
+        generator.gate.set()
+        results = await asyncio.gather(failing, twin_of_failing, return_exceptions=True)
+        return a, b, results
+
+    a, b, results = asyncio.run(run())
+    assert b.adapter_id == a.adapter_id and b.reuse.kind == "exact" and b.reuse.description == "Reply in French."
+    assert a.reuse is None and service.metrics.cache.labels("exact_hit")._value.get() == 1
+    assert all(isinstance(r, Exception) for r in results) and generator.calls == 3  # the twin tried its own
+    assert service._making == {}
+
+
 # ---- bounds ----------------------------------------------------------------------
 
 

@@ -17,7 +17,9 @@ Answered here, from every replica (through their probes):
     /v1/t2l/cluster         replicas, their health, Ray's deployment status, routing counters
     /v1/models              the base model and every adapter resident on some replica
     GET /v1/t2l/adapters[/{id}]          merged: hits summed, `replicas` holding it
+    GET /v1/t2l/library                  merged: `held_by` the replicas that hold each
     DELETE /v1/t2l/adapters/{id}, POST|DELETE .../pin   on every replica
+    POST /v1/t2l/library, DELETE /v1/t2l/library/{id}   on every replica
 Everything else is forwarded to one replica.
 """
 
@@ -39,7 +41,7 @@ from ..serving.http import ApiKeyMiddleware, error_body
 from .config import ClusterConfig
 from .promtext import merge_expositions
 from .replica import PROBE_PREFIX, ReplicaUnavailable, forwardable
-from .routing import ADMIN_ADAPTERS, MAX_ROUTED_BODY, AffinityTable, RoutingMetrics, adapter_for, handle_options
+from .routing import ADMIN_ADAPTERS, ADMIN_LIBRARY, MAX_ROUTED_BODY, AffinityTable, RoutingMetrics, adapter_for, handle_options
 
 logger = logging.getLogger("ray.serve")
 
@@ -238,14 +240,21 @@ class T2LFrontDoor:
         return _json(200, {"object": "list", "data": list(data.values())})
 
     async def list_adapters(self, request: Request) -> Response:
-        ok, failed = await self._answers("GET", ADMIN_ADAPTERS, request)
+        return await self._merged_list(request, ADMIN_ADAPTERS)
+
+    async def list_library(self, request: Request) -> Response:
+        """The library as the replicas hold it: each adapter once, `held_by` the replicas that list it."""
+        return await self._merged_list(request, ADMIN_LIBRARY)
+
+    async def _merged_list(self, request: Request, path: str) -> Response:
+        ok, failed = await self._answers("GET", path, request)
         if not ok:
             return failed
         records: dict[str, list] = {}
         for tag, body in ok.items():
             for r in body.get("data", []):
                 records.setdefault(r["id"], []).append((tag, r))
-        merged = [merge_records(rs) for rs in records.values()]
+        merged = [{**merge_records(rs), "held_by": sorted(tag for tag, _ in rs)} for rs in records.values()]
         merged.sort(key=lambda r: r.get("last_used") or 0, reverse=True)
         return _json(200, {"object": "list", "data": merged})
 
@@ -256,7 +265,7 @@ class T2LFrontDoor:
         return _json(200, merge_records(list(ok.items())))
 
     async def on_every_replica(self, request: Request) -> Response:
-        """DELETE an adapter, pin or unpin it, on every replica (the answers merged)."""
+        """DELETE an adapter, pin or unpin it, upload or delete a library adapter, on every replica (the answers merged)."""
         body = await _capped_body(request)
         if body is None:
             return _error(413, f"request body over {MAX_ROUTED_BODY} bytes")
@@ -268,7 +277,7 @@ class T2LFrontDoor:
                     return Response(body, status_code=status, headers=_response_headers(headers))
         ok = [json.loads(b) for s, _, b in results.values() if s == 200]
         if ok:
-            if request.method == "DELETE" and not request.url.path.endswith("/pin"):
+            if request.method == "DELETE" and not request.url.path.endswith("/pin"):  # {"deleted": ...}
                 return _json(200, ok[0])
             return _json(200, merge_records([(tag, json.loads(b)) for tag, (s, _, b) in results.items() if s == 200]))
         if 404 in statuses:
@@ -333,6 +342,16 @@ def build_asgi_app(door: T2LFrontDoor) -> FastAPI:
     app.add_api_route(ADMIN_ADAPTERS + "/{adapter_id}", show, methods=["GET"])
     app.add_api_route(ADMIN_ADAPTERS + "/{adapter_id}", everywhere, methods=["DELETE"])
     app.add_api_route(ADMIN_ADAPTERS + "/{adapter_id}/pin", everywhere, methods=["POST", "DELETE"])
+    # The library on every replica: an upload is content-addressed, so each replica stores the same id.
+    app.add_api_route(ADMIN_LIBRARY, door.list_library, methods=["GET"])
+    app.add_api_route(ADMIN_LIBRARY, door.on_every_replica, methods=["POST"])
+
+    async def library_everywhere(request: Request, adapter_id: str) -> Response:
+        if not ADAPTER_ID_RE.match(adapter_id):
+            return _error(404, f"no adapter {adapter_id!r}: ids are t2l- followed by 32 hex digits", "adapter_id")
+        return await door.on_every_replica(request)
+
+    app.add_api_route(ADMIN_LIBRARY + "/{adapter_id}", library_everywhere, methods=["DELETE"])
     app.add_api_route("/{path:path}", door.forward, methods=METHODS)
     if door.config.api_key:
         app.add_middleware(

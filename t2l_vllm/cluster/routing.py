@@ -27,6 +27,7 @@ from ..blend import blend_id, parse_blend
 from ..serving.http import ADAPTER_ROUTES
 
 ADMIN_ADAPTERS = "/v1/t2l/adapters"
+ADMIN_LIBRARY = "/v1/t2l/library"
 MAX_ROUTED_BODY = 64 * 1024 * 1024
 ROUTES = ("affinity", "spill", "first", "none")
 

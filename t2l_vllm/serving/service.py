@@ -61,7 +61,7 @@ from ..adapter import adapter_id as make_adapter_id
 from ..adapter import normalize_description, validate_adapter_id
 from ..confidence import route
 from ..generator import AdapterGenerator
-from ..reuse import DEFAULT_LIBRARY_THRESHOLD, DEFAULT_REUSE_THRESHOLD, ReuseIndex, ReuseMatch
+from ..reuse import DEFAULT_LIBRARY_THRESHOLD, DEFAULT_REUSE_THRESHOLD, ReuseIndex, ReuseMatch, canonical_text
 from ..routing import DEFAULT_ROUTED_MARGIN, DEFAULT_ROUTED_THRESHOLD
 from .batcher import MicroBatcher
 from .config import ServeConfig
@@ -240,6 +240,10 @@ class AdapterService:
         self.base_names: tuple[str, ...] = (generator.base_model_name,)  # names library uploads may declare
         self.library = build_library(generator, config)  # uploaded adapters (library.py), matched first
         self._library_memo: OrderedDict[str, ReuseMatch | None] = OrderedDict()  # adapter id -> library match
+        # Canonical text -> (adapter id, description) of a new adapter being made for it: with --reuse,
+        # a variant arriving meanwhile ("Reply in French." / "reply in French") waits for that one
+        # instead of generating its own (the reuse index learns an adapter only once it is made).
+        self._making: dict[str, tuple[str, str]] = {}
         metrics.fast_bytes.set_function(store.fast_bytes)
         self._update_gauges()
 
@@ -289,7 +293,25 @@ class AdapterService:
             else:
                 self._usage[match.adapter_id].reused += 1
                 return Acquired(match.adapter_id, match)
-        await self._acquire(aid, text, client)
+        if self.reuse_index is None or aid in self._disk or aid in self._resident:
+            await self._acquire(aid, text, client)
+            return Acquired(aid)
+        key = canonical_text(text)
+        making = self._making.get(key)
+        if making is not None and making[0] != aid:  # its canonical twin is being made: share it
+            try:
+                await self._acquire(making[0], None, hit="exact_hit")
+            except AdapterNotFound:  # that generation failed: make our own
+                pass
+            else:
+                self._usage[making[0]].reused += 1
+                return Acquired(making[0], ReuseMatch(making[0], making[1], 1.0, "exact"))
+        self._making.setdefault(key, (aid, text))
+        try:
+            await self._acquire(aid, text, client)
+        finally:
+            if self._making.get(key, (None,))[0] == aid:
+                del self._making[key]
         return Acquired(aid)
 
     async def reuse_candidates(self, description: object, k: int = 5) -> dict:
