@@ -130,6 +130,38 @@ def test_delete_removes_the_shared_copy(tiny_generator, tmp_path):
     asyncio.run(run())
 
 
+def test_a_server_started_later_adopts_the_library_uploaded_to_another(tiny_generator, tiny_hypernet_config, tmp_path):
+    """A library upload is published to the shared store; a server (a cluster's replacement replica)
+    that starts afterwards adopts it, matches descriptions to it, and a delete removes it everywhere."""
+    from tests.test_library import LIB, _adapter, _body
+
+    shared = SharedAdapterStore(tmp_path / "shared")
+    a, _, _ = server(tiny_generator, tmp_path, "a", shared)
+    generated = "Count the vowels."
+
+    async def run():
+        record = await a.register_library(_body(*_adapter(tiny_hypernet_config.target)), tiny_hypernet_config.target,
+                                          ("tiny-llama",))
+        aid = record["id"]
+        a.release(await a.acquire_description(generated))  # a generated adapter is not adopted at start
+        assert shared.has(aid)
+        b, gen_b, _ = server(tiny_generator, tmp_path, "b", shared)
+        await b.start()
+        deadline = time.monotonic() + 30
+        while aid not in b.library:  # start() adopts and indexes in the background
+            assert time.monotonic() < deadline, "the later server never adopted the library adapter"
+            await asyncio.sleep(0.01)
+        assert [r["id"] for r in b.library_list()] == [aid]
+        served = await b.acquire_served(LIB)
+        assert served.adapter_id == aid and served.reuse.kind == "library" and gen_b.calls == 0
+        b.release(aid)
+        assert a.adapter_id_for(generated) not in b._disk
+        await b.delete(aid)
+        assert not shared.has(aid) and aid not in b.library
+
+    asyncio.run(run())
+
+
 def test_a_lock_held_too_long_is_given_up_on(tiny_generator, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(service_module, "LOCK_TIMEOUT_S", 0.3)
     shared = SharedAdapterStore(tmp_path / "shared")

@@ -405,6 +405,8 @@ class AdapterService:
             await self._io(lambda: self.store.put_durable(
                 aid, upload.tensors, upload.peft_config, upload.descriptions[0], None, "library", extra))
             self._disk[aid] = None
+            if self.shared is not None:  # servers (replicas) that start later adopt it from there
+                await self._io(self.shared.publish, aid, self.store)
             self.library.add(aid, upload.descriptions, embs)
             self._library_memo.clear()
         self._forget_lock(aid)
@@ -416,8 +418,11 @@ class AdapterService:
         return [self.describe(aid) for aid in list(self.library.descriptions) if aid in self._disk]
 
     async def _index_stored(self) -> None:
-        """After a restart: index the stored adapters this checkpoint generated (background, batches of 32)."""
+        """After a restart: index the stored adapters this checkpoint generated (background, batches of 32),
+        after adopting the shared store's library adapters (uploaded to other servers of the cluster)."""
         try:
+            if self.shared is not None:
+                await self._adopt_shared_library()
             owned = []
             for aid in list(self._disk):
                 text = await self._io(self.store.description, aid)
@@ -444,6 +449,20 @@ class AdapterService:
                         self.reuse_index.add(aid, text, emb)
         except Exception:
             logger.exception("t2l-vllm: could not index the stored adapters for reuse; new ones are still indexed")
+
+    async def _adopt_shared_library(self) -> None:
+        """Copy the shared store's library adapters this server lacks into its private folder."""
+        for aid in await self._io(self.shared.store.ids):
+            if aid in self._disk:
+                continue
+            try:
+                if (await self._io(self.shared.info, aid)).kind != "library":
+                    continue
+                if await self._io(self.shared.import_into, aid, self.store):
+                    self._disk[aid] = None
+            except (KeyError, ValueError, OSError, StoredAdapterInvalid):
+                logger.warning("t2l-vllm: shared library adapter %s could not be adopted; skipped", aid)
+        self._update_gauges()
 
     async def _index_library(self, aid: str) -> bool:
         """A stored library adapter goes back into the library (True); anything else is left (False)."""
