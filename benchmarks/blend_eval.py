@@ -12,11 +12,12 @@ compositional family `<op>.<input>.uppercase` exists; the examples come from
 that family (target: the answer in uppercase). Conditions:
   task only   the v1 task's held-out description;
   combined    one held-out description of the uppercase family (task and format in one sentence);
-  blend       task (weight 1) + v1 `uppercase` task's description (weight 1).
+  blend       task (weight w1) + v1 `uppercase` task's description (weight w2), for each
+              --weights pair (default 1+1, 1+0.5, 0.5+0.5).
 Scores: exact match with case (task and format right) and without case (task right).
 
-Two tasks: pairs of v1 training tasks with inputs of different kinds; blend (1, 1)
-evaluated on both tasks' examples, against each task's own adapter.
+Two tasks: pairs of v1 training tasks with inputs of different kinds; blend (w1, w2)
+evaluated on both tasks' examples (w1 on the scored task), against each task's own adapter.
 """
 
 from __future__ import annotations
@@ -42,9 +43,19 @@ FORMAT_TASKS = {  # v1 family -> compositional family with the same operation, a
     "first_letter": "first_letter.word.uppercase",
 }
 TASK_PAIRS = (("country_capital", "plural"), ("add_numbers", "reverse_word"), ("month_after", "chemical_symbol"))
+WEIGHTS = ((1.0, 1.0), (1.0, 0.5), (0.5, 0.5))  # (first member, second member) of each blend
 
 
-def build(out: Path, n: int) -> tuple[list[dict], dict[str, tuple]]:
+def _w(pair: tuple[float, float]) -> str:
+    return f"{pair[0]:g}+{pair[1]:g}"
+
+
+def _key(pair: tuple[float, float]) -> str:
+    """The condition's name (also an adapter folder's: no spaces)."""
+    return f"blend-{pair[0]:g}-{pair[1]:g}"
+
+
+def build(out: Path, n: int, weights=WEIGHTS) -> tuple[list[dict], dict[str, tuple]]:
     """Write the adapters (one folder per condition) and return the examples and each condition's parts."""
     from t2l_vllm import defaults
     from t2l_vllm.adapter import write_adapter
@@ -77,21 +88,22 @@ def build(out: Path, n: int) -> tuple[list[dict], dict[str, tuple]]:
         task_text, combined_text = held_out_descriptions(v1)[0], GRID[grid].descriptions[-1]
         rng = random.Random(f"blend-eval:{grid}")
         pairs = [GRID[grid].generate(rng) for _ in range(n)]
-        for cond, parts in (("task-only", [(task_text, 1.0)]), ("combined", [(combined_text, 1.0)]),
-                            ("blend", [(task_text, 1.0), (fmt_text, 1.0)])):
+        blends = [(_key(w), [(task_text, w[0]), (fmt_text, w[1])]) for w in weights]
+        for cond, parts in (("task-only", [(task_text, 1.0)]), ("combined", [(combined_text, 1.0)]), *blends):
             name = f"{grid}@{cond}"
             write(name, *(adapter(parts[0][0]) if len(parts) == 1 else blend(parts)))
             conditions[name] = ("format", v1, cond, parts)
             examples += [{"task": name, "description": parts[0][0], "input": i, "target": t} for i, t in pairs]
     for a, b in TASK_PAIRS:
         ta, tb = held_out_descriptions(a)[0], held_out_descriptions(b)[0]
-        both = blend([(ta, 1.0), (tb, 1.0)])
-        for fam, text in ((a, ta), (b, tb)):
+        for fam, text, other in ((a, ta, tb), (b, tb, ta)):
             rng = random.Random(f"blend-eval:{fam}")
             pairs = [FAMILIES[fam].generate(rng) for _ in range(n)]
-            for cond, weights in (("alone", adapter(text)), (f"blend-with-{b if fam == a else a}", both)):
+            conds = [("alone", adapter(text))] + [(_key(w), blend([(text, w[0]), (other, w[1])]))
+                                                  for w in weights]
+            for cond, made in conds:
                 name = f"{fam}@{cond}"
-                write(name, *weights)
+                write(name, *made)
                 conditions[name] = ("pair", f"{a}+{b}", fam, cond)
                 examples += [{"task": name, "description": text, "input": i, "target": t} for i, t in pairs]
     return examples, conditions
@@ -112,31 +124,35 @@ def report(preds: list[dict], conditions: dict[str, tuple]) -> dict:
         if spec[0] == "format":
             fmt[spec[1]][spec[2]] = {"exact_with_case": cased, "exact_ignoring_case": uncased}
         else:
-            pairs[f"{spec[1]} on {spec[2]}"][spec[3].split("-with-")[0]] = uncased
+            pairs[f"{spec[1]} on {spec[2]}"][spec[3]] = uncased
     return {"task_plus_format": fmt, "two_tasks": pairs}
 
 
-def markdown(r: dict, n: int) -> str:
+def markdown(r: dict, n: int, weights=WEIGHTS) -> str:
+    blends = [_key(w) for w in weights]
+    heads = [f"blend {_w(w)}" for w in weights]
     lines = ["# Blended adapters (shipped checkpoint, SmolLM2-135M-Instruct, greedy)", "",
-             f"{n} examples per task and condition. Command: `.venv/bin/python benchmarks/blend_eval.py --n {n}`.", "",
+             f"{n} examples per task and condition. Command: `.venv/bin/python benchmarks/blend_eval.py --n {n}"
+             + ("" if tuple(weights) == WEIGHTS else " --weights " + ",".join(_w(w) for w in weights)) + "`.", "",
              "## Task + format (examples of the compositional `<op>.<input>.uppercase` family)", "",
-             "| task | task only: with case / ignoring case | combined description | blend task + `uppercase` |",
-             "|---|---:|---:|---:|"]
+             "With case / ignoring case; blend w1+w2: the task at w1, `uppercase` at w2.", "",
+             "| task | task only | combined description | " + " | ".join(heads) + " |",
+             "|---|" + "---:|" * (2 + len(blends))]
+    conds = ("task-only", "combined", *blends)
     means = defaultdict(lambda: [0.0, 0.0])
-    for task, conds in r["task_plus_format"].items():
+    for task, by_cond in r["task_plus_format"].items():
         cells = []
-        for c in ("task-only", "combined", "blend"):
-            v = conds[c]
+        for c in conds:
+            v = by_cond[c]
             means[c][0] += v["exact_with_case"] / len(r["task_plus_format"])
             means[c][1] += v["exact_ignoring_case"] / len(r["task_plus_format"])
             cells.append(f"{v['exact_with_case']:.0f} / {v['exact_ignoring_case']:.0f}")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    lines.append("| **mean** | " + " | ".join(f"**{means[c][0]:.1f} / {means[c][1]:.1f}**" for c in
-                                             ("task-only", "combined", "blend")) + " |")
-    lines += ["", "## Two tasks blended (1 + 1), exact match ignoring case", "",
-              "| pair, scored on | own adapter | blend |", "|---|---:|---:|"]
+    lines.append("| **mean** | " + " | ".join(f"**{means[c][0]:.1f} / {means[c][1]:.1f}**" for c in conds) + " |")
+    lines += ["", "## Two tasks blended, exact match ignoring case (w1 on the scored task, w2 on the other)", "",
+              "| pair, scored on | own adapter | " + " | ".join(heads) + " |", "|---|" + "---:|" * (1 + len(blends))]
     for key, v in r["two_tasks"].items():
-        lines.append(f"| {key} | {v['alone']:.0f} | {v['blend']:.0f} |")
+        lines.append(f"| {key} | {v['alone']:.0f} | " + " | ".join(f"{v[b]:.0f}" for b in blends) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -145,16 +161,23 @@ def main() -> None:
     p.add_argument("--n", type=int, default=12)
     p.add_argument("--out", default="benchmarks/results/blend")
     p.add_argument("--work", default="/tmp/t2l_blend_eval")
+    p.add_argument("--weights", help="comma-separated blend weights w1+w2 (default: " + ",".join(map(_w, WEIGHTS)) + ")")
     args = p.parse_args()
+    weights = WEIGHTS
+    if args.weights:
+        try:
+            weights = tuple((float(a), float(b)) for a, b in (w.split("+") for w in args.weights.split(",")))
+        except ValueError:
+            raise SystemExit(f"--weights takes pairs like 1+0.5,0.5+0.5; got {args.weights!r}") from None
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    examples, conditions = build(work, args.n)
+    examples, conditions = build(work, args.n, weights)
     preds = score_adapter_folder(work, examples)
     r = report(preds, conditions)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "blend_eval.json").write_text(json.dumps({"n": args.n, **r}, indent=2) + "\n")
-    (out / "blend_eval.md").write_text(markdown(r, args.n))
-    print(markdown(r, args.n))
+    (out / "blend_eval.json").write_text(json.dumps({"n": args.n, "weights": weights, **r}, indent=2) + "\n")
+    (out / "blend_eval.md").write_text(markdown(r, args.n, weights))
+    print(markdown(r, args.n, weights))
 
 
 if __name__ == "__main__":
