@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--max-families", type=int, default=0, help="as the checkpoint's train-sft --max-families")
     rt.add_argument("--metric-suites", default="compositional",
                     help="comma-separated suites whose training families the metric also learns from")
-    rt.add_argument("--descriptions-per-family", type=int, default=8,
+    rt.add_argument("--descriptions-per-family", type=int, default=16,
                     help="training descriptions drawn per family of a metric suite")
     rt.add_argument("--steps", type=int, default=RouterTrainConfig.steps)
     rt.add_argument("--lr", type=float, default=RouterTrainConfig.lr)
