@@ -103,6 +103,9 @@ def test_concurrent_callers_share_one_generation(tiny_generator, tmp_path):
     assert metrics.cache.labels("hit")._value.get() == 5
     assert metrics.singleflight_joins._value.get() == 5
     assert len(stored(tmp_path)) == 1
+    counts = {s.labels["stage"]: s.value for m in metrics.generation_seconds.collect() for s in m.samples
+              if s.name.endswith("_count")}
+    assert counts["queue"] == counts["encode"] == counts["register"] == 1  # every stage of the one adapter
 
 
 def test_a_canonical_twin_arriving_during_generation_shares_it(tiny_generator, tmp_path):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-STAGES = ("encode", "hypernet", "write", "register")
+STAGES = ("encode", "hypernet", "write", "register")  # generation + registration: the target
+# Also on a new adapter's path, reported beside the stages: the wait for the generation thread
+# (queue) and the durable copy, written while the engine registers and awaited before the answer.
+EXTRA_STAGES = ("queue", "durable")
 
 
 async def scrape_metrics(http) -> dict:
@@ -68,7 +71,7 @@ def server_deltas(before: dict, after: dict) -> dict:
     # Servers with a shared adapter folder (a cluster's replicas): adopted from it, neither made nor held here.
     shared = _delta(before, after, "t2l_adapter_cache_total", result="shared")
     lookups = hits + misses + shared
-    stages = {s: stage_histogram(before, after, s) for s in STAGES}
+    stages = {s: stage_histogram(before, after, s) for s in (*STAGES, *EXTRA_STAGES)}
     means = [stages[s]["mean_ms"] for s in STAGES]
     return {
         "generation_ms": stages,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.common import pyplot
-from benchmarks.serving.prometheus import STAGES
+from benchmarks.serving.prometheus import EXTRA_STAGES, STAGES
 
 
 def targets_table(report: dict) -> list[str]:
@@ -71,12 +71,14 @@ def stage_table(report: dict) -> list[str]:
     if not rows:
         return []
     lines = ["", "Adapter generation on the server, t2l-cold mode (Prometheus histogram delta; p50 interpolated in buckets):", "",
-             "| N | adapters made | " + " | ".join(f"{s} mean / p50 (ms)" for s in STAGES) + " | singleflight joins |",
-             "|---|---|" + "---|" * len(STAGES) + "---|"]
+             "| N | adapters made | " + " | ".join(f"{s} mean / p50 (ms)" for s in (*STAGES, *EXTRA_STAGES))
+             + " | singleflight joins |",
+             "|---|---|" + "---|" * (len(STAGES) + len(EXTRA_STAGES)) + "---|"]
     for run in rows:
         srv = run["modes"]["t2l-cold"]["server"]
         g = srv["generation_ms"]
-        cells = " | ".join(f"{_fmt(g[s]['mean_ms'])} / {_fmt(g[s]['p50_ms'])}" for s in STAGES)
+        cells = " | ".join(f"{_fmt(g[s]['mean_ms'])} / {_fmt(g[s]['p50_ms'])}" if s in g else "–"
+                           for s in (*STAGES, *EXTRA_STAGES))
         lines.append(f"| {run['num_descriptions']} | {g['hypernet']['count']} | {cells} | {srv['singleflight_joins']} |")
     return lines
 

@@ -744,7 +744,7 @@ class AdapterService:
         is written on the I/O pool while the caller registers the fast one, and
         the caller awaits `_durable_done(aid)` before it releases the adapter.
         """
-        made = await self._admitted(lambda: self._batcher.submit((aid, text)))
+        made = await self._admitted(lambda: self._batcher.submit((aid, text, time.perf_counter())))
         if made.durable_pending:
             self._durable_writes[aid] = asyncio.get_running_loop().create_task(self._write_durable(aid, text, made))
         else:
@@ -840,14 +840,18 @@ class AdapterService:
         if admitted is not None and times and admitted in times:
             times.remove(admitted)
 
-    def _generate_batch(self, items: list[tuple[str, str]]) -> list:
-        """Runs in the generation thread: one generator call for a batch of (id, text), then each one's first copy.
+    def _generate_batch(self, items: list[tuple[str, str, float]]) -> list:
+        """Runs in the generation thread: one generator call for a batch of (id, text, submitted at),
+        then each one's first copy.
 
         Returns one `_Made` or exception per item. A failing generator call is
         retried one description at a time, so one bad description fails alone.
         """
+        started = time.perf_counter()
         self.metrics.batch_size.observe(len(items))
-        return self._generate_items(items)
+        for _, _, submitted in items:  # the collection window plus any job ahead of this one
+            self.metrics.generation_seconds.labels("queue").observe(started - submitted)
+        return self._generate_items([(aid, text) for aid, text, _ in items])
 
     def _generate_items(self, items: list[tuple[str, str]]) -> list:
         try:
