@@ -11,7 +11,9 @@ else was generated in the same call.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +29,17 @@ from .adapter import (
 )
 from .checkpoint import check_base_compatible, hypernet_digest, load_hypernet
 from .confidence import ConfidenceIndex, load_confidence
-from .routing import Router, load_router
 from .encoders import DescriptionEncoder, load_encoder
 from .hypernet import HyperLoRA
+from .routing import Router, load_router
 from .target_spec import read_base_config
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# Encoder vectors kept after confidence() or embed() for a following generate() of the same text:
+# the server scores a new description's confidence (or matches it for reuse), then generates it,
+# and should pay one encoder pass, not two. Each text is encoded alone, so a kept vector is the
+# one a fresh pass would give, bit for bit.
+ENCODED_MEMO = 256
 
 
 @dataclass
@@ -88,6 +95,8 @@ class AdapterGenerator:
             raise ValueError(f"router is {router.dim}-d, the encoder gives {encoder.dim}-d vectors")
         # The task metric and training descriptions the library routes with (routing.py); None without one.
         self.router = router
+        self._encoded: OrderedDict[str, torch.Tensor] = OrderedDict()  # text -> [enc_dim], ENCODED_MEMO newest
+        self._encoded_lock = threading.Lock()
         # Computed once: the hypernetwork is immutable while it serves.
         self.digest = hypernet_digest(hypernet)
         self.peft_config = adapter_config(hypernet.config, base_model_name)
@@ -120,13 +129,27 @@ class AdapterGenerator:
         texts = [normalize_description(d, self.max_description_chars) for d in descriptions]
         if self.confidence_index is None:
             return [None] * len(texts)
-        return self.confidence_index.score(self.encoder.encode(texts))
+        return self.confidence_index.score(self._encode(texts))
 
     @torch.inference_mode()
     def embed(self, descriptions: list[str]) -> torch.Tensor:
         """Descriptions -> [N, enc_dim] float32 encoder vectors, exactly those `generate` feeds the hypernetwork."""
         texts = [normalize_description(d, self.max_description_chars) for d in descriptions]
-        return self.encoder.encode(texts).to("cpu", torch.float32)
+        return self._encode(texts).to("cpu", torch.float32)
+
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        """[N, enc_dim] encoder vectors, from the memo where a recent call encoded the text already."""
+        with self._encoded_lock:
+            known = {t: self._encoded[t] for t in texts if t in self._encoded}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            fresh = self.encoder.encode(missing)  # [M, enc_dim], each text alone
+            with self._encoded_lock:
+                for text, vec in zip(missing, fresh):
+                    known[text] = self._encoded[text] = vec
+                while len(self._encoded) > ENCODED_MEMO:
+                    self._encoded.popitem(last=False)
+        return torch.stack([known[t] for t in texts])
 
     @torch.inference_mode()
     def generate(self, descriptions: list[str]) -> list[GeneratedAdapter]:
@@ -141,7 +164,7 @@ class AdapterGenerator:
         texts = [normalize_description(d, self.max_description_chars) for d in descriptions]
         timings = Timings()
         t0 = time.perf_counter()
-        emb = self.encoder.encode(texts)  # [N, enc_dim]
+        emb = self._encode(texts)  # [N, enc_dim]; ~0 ms for a text confidence() or embed() just encoded
         t1 = time.perf_counter()
         emb = emb.to(next(self.hypernet.parameters()).device)
         # One forward per description: BLAS picks kernels by row count, so a

@@ -48,6 +48,30 @@ def test_batched_generation_is_byte_identical_to_unbatched(tiny_generator):
 # ---- the micro-batcher -------------------------------------------------------------
 
 
+def test_a_description_scored_first_is_encoded_once_and_generates_the_same_bytes(
+        tiny_hypernet_with_confidence, tiny_base_dir, monkeypatch):
+    """The server scores a new description's confidence, then generates it: one encoder pass, and the
+    adapter is the one a generator that never scored it makes."""
+    from t2l_vllm.generator import ENCODED_MEMO, AdapterGenerator
+
+    gen = AdapterGenerator.from_pretrained(tiny_hypernet_with_confidence, tiny_base_dir, dtype="float32")
+    fresh = AdapterGenerator.from_pretrained(tiny_hypernet_with_confidence, tiny_base_dir, dtype="float32")
+    encoded = []
+    inner = gen.encoder.encode
+    monkeypatch.setattr(gen.encoder, "encode", lambda texts: encoded.extend(texts) or inner(texts))
+    desc = "Scored first: answer with the last word."
+    [conf] = gen.confidence([desc])
+    [made] = gen.generate([desc])
+    assert encoded == [desc] and made.confidence == conf
+    [expected] = fresh.generate([desc])
+    assert made.tensors.keys() == expected.tensors.keys()
+    assert all(torch.equal(made.tensors[k], expected.tensors[k]) for k in made.tensors)
+    for i in range(ENCODED_MEMO + 1):  # the memo is bounded: the oldest text is encoded again
+        gen.embed([f"filler {i}"])
+    gen.generate([desc])
+    assert encoded.count(desc) == 2 and len(gen._encoded) == ENCODED_MEMO
+
+
 def test_micro_batcher_runs_what_arrives_together_as_one_job():
     jobs: list[list] = []
     gate = threading.Event()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 STAGES = ("encode", "hypernet", "write", "register")  # generation + registration: the target
-# Also on a new adapter's path, reported beside the stages: the wait for the generation thread
-# (queue) and the durable copy, written while the engine registers and awaited before the answer.
-EXTRA_STAGES = ("queue", "durable")
+# Also on a new adapter's path, reported beside the stages: the confidence score (with the
+# low-confidence policy "prompt" or "both": the encoder pass that generation then reuses), the
+# wait for the generation thread (queue) and the durable copy, written while the engine registers
+# and awaited before the answer.
+EXTRA_STAGES = ("confidence", "queue", "durable")
 
 
 async def scrape_metrics(http) -> dict:

@@ -15,9 +15,10 @@ class T2LMetrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY):
         self.generation_seconds = Histogram(
             "t2l_adapter_generation_seconds",
-            "Time to make an adapter available, by stage (queue: waiting for the generation thread; encode, "
-            "hypernet, write: the copy the engine loads, register; durable: the durable copy, written while the "
-            "engine registers).",
+            "Time to make an adapter available, by stage (confidence: a new description's score for the "
+            "low-confidence policy, its encoder pass included, which generation then reuses; queue: waiting for "
+            "the generation thread; encode, hypernet, write: the copy the engine loads, register; durable: the "
+            "durable copy, written while the engine registers).",
             ["stage"],
             buckets=_BUCKETS,
             registry=registry,

@@ -511,8 +511,10 @@ class AdapterService:
         if aid in self._confidence:
             return self._confidence[aid]
         conf = await self._io(self._stored_confidence, aid)
-        if conf is None:  # one encoder pass, on the generation thread like all torch work
+        if conf is None:  # one encoder pass, on the generation thread like all torch work; generation reuses it
+            t0 = time.perf_counter()
             [conf] = await self._on_generator(self.worker.confidence, [text])
+            self.metrics.generation_seconds.labels("confidence").observe(time.perf_counter() - t0)
         self._remember_confidence(aid, conf)
         return conf
 
