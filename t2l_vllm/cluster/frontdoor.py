@@ -345,13 +345,7 @@ def build_asgi_app(door: T2LFrontDoor) -> FastAPI:
     # The library on every replica: an upload is content-addressed, so each replica stores the same id.
     app.add_api_route(ADMIN_LIBRARY, door.list_library, methods=["GET"])
     app.add_api_route(ADMIN_LIBRARY, door.on_every_replica, methods=["POST"])
-
-    async def library_everywhere(request: Request, adapter_id: str) -> Response:
-        if not ADAPTER_ID_RE.match(adapter_id):
-            return _error(404, f"no adapter {adapter_id!r}: ids are t2l- followed by 32 hex digits", "adapter_id")
-        return await door.on_every_replica(request)
-
-    app.add_api_route(ADMIN_LIBRARY + "/{adapter_id}", library_everywhere, methods=["DELETE"])
+    app.add_api_route(ADMIN_LIBRARY + "/{adapter_id}", everywhere, methods=["DELETE"])
     app.add_api_route("/{path:path}", door.forward, methods=METHODS)
     if door.config.api_key:
         app.add_middleware(
