@@ -22,8 +22,10 @@ MODES = ("write-durable", "write-fast", "register")
 @pytest.fixture(scope="module")
 def crash_report(tmp_path_factory, tiny_base_dir, tiny_hypernet_dir):
     tmp = tmp_path_factory.mktemp("crash")
+    # arm_after_acks: each trial's kill comes after one acknowledged answer, so there is always
+    # something acknowledged to lose (else a burst's first events could beat every answer).
     settings = crash_bench.Settings(trials=len(MODES), modes=MODES, concurrency=3, min_skip=1, max_skip=3,
-                                    recheck_older=100, trigger_timeout=120, ready_timeout=600)
+                                    recheck_older=100, trigger_timeout=120, ready_timeout=600, arm_after_acks=1)
     bench = crash_bench.CrashBench(
         tmp / "work", tiny_base_dir, tiny_hypernet_dir, tiny=True, serve_extra=[], settings=settings,
         fast_dir=tmp / "fast", log=lambda m: None,
