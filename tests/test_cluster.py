@@ -217,7 +217,7 @@ def test_a_killed_replica_is_replaced_and_loses_nothing(cluster):
     retries = info["routing"]["retries"]
 
     def slow(aid):  # running on the victim when it dies; not streamed, so sent again elsewhere
-        return chat(cluster, model=aid, max_tokens=300, ignore_eos=True)
+        return chat(cluster, model=aid, max_tokens=400, ignore_eos=True)  # within --max-model-len 512
 
     with cf.ThreadPoolExecutor(16) as pool:
         load = [pool.submit(chat, cluster, f"Load task {i}.") for i in range(4)]
@@ -228,7 +228,10 @@ def test_a_killed_replica_is_replaced_and_loses_nothing(cluster):
         while True:
             while sum(not f.done() for f in slow_ones) < 4:
                 slow_ones.append(pool.submit(slow, on_victim[len(slow_ones) % min(2, len(on_victim))]))
-            if t2l_metric(cluster, "vllm:num_requests_running").get(victim["replica"]):
+            # Running there, and still in flight after the scrape (a scrape can outlast them all,
+            # which left nothing to be rescued by the kill).
+            if t2l_metric(cluster, "vllm:num_requests_running").get(victim["replica"]) and \
+                    sum(not f.done() for f in slow_ones) >= 2:
                 break
             assert time.monotonic() < deadline, "the slow requests never ran on the victim"
             time.sleep(0.05)
