@@ -259,8 +259,8 @@ def test_packed_layer_drops_dead_slices_and_slots():
     assert packed_lora.PackedLayer.build(a_stacks, b_stacks, output_slices, torch.float32) is None
 
 
-def test_packed_cache_serves_stale_weights_until_cleared():
-    """The installer clears the cache on every slot write; this pins why it must."""
+def test_packed_cache_serves_stale_weights_until_told():
+    """The installer reports every slot write; this pins why it must."""
     idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(torch.float32, "round-robin")
     plan, cache = packed_lora.BatchPlan.from_indices(idx), packed_lora.PackedCache()
     first = y0.clone()
@@ -273,6 +273,97 @@ def test_packed_cache_serves_stale_weights_until_cleared():
     again = y0.clone()
     packed_lora.lora_linear(x, again, a_stacks, b_stacks, output_slices, 1.0, plan, cache)
     check(again, vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, 1.0), y0, idx, torch.float32)
+
+
+def assert_same_layer(got, built):
+    assert got.live == built.live and got.pieces == built.pieces and got.slices == built.slices
+    assert got.cols == built.cols and torch.equal(got.a, built.a) and torch.equal(got.b, built.b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_written_slot_is_reread_alone_and_matches_a_rebuild(dtype):
+    """`slots_written`: the layer re-reads only that slot, in place, to the bytes a full rebuild lays
+    out (new weights, a slot emptied, a slot gaining weights), on every path, including copies
+    derived from the layer (float32 small-batch factors, selections, gathered factors)."""
+    idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(dtype, "round-robin")
+    for stack in (a_stacks[1], b_stacks[1]):
+        stack.zero_()  # q/v adapters: no slot has k_proj weights
+    cache, gen = packed_lora.PackedCache(), torch.Generator().manual_seed(3)
+    plans = {
+        "runs": dataclasses.replace(packed_lora.BatchPlan.from_indices(idx), dense=False, gathered=False),
+        "dense": dataclasses.replace(packed_lora.BatchPlan.from_indices(idx), dense=True, gathered=False),
+        "gathered": gathered_plan(idx),
+        "small": packed_lora.BatchPlan.from_indices(idx[:2]),
+    }
+
+    def run_all():
+        for name, plan in plans.items():
+            n = plan.indices.shape[0]
+            ours = y0[:n].clone()
+            assert packed_lora.lora_linear(x[:n], ours, a_stacks, b_stacks, output_slices, 0.5, plan, cache)
+            check(ours, vllm_linear(idx[:n], x[:n], a_stacks, b_stacks, output_slices, y0[:n], 0.5), y0[:n],
+                  idx[:n], dtype)
+
+    run_all()
+    before = cache.layer(a_stacks, b_stacks, output_slices, dtype)
+    assert before.slices == (0, 2)
+    for slot, new_a, new_b in ((2, True, True), (0, False, False), (4, True, True)):
+        for i in (0, 2):
+            a_stacks[i][slot] = torch.randn(a_stacks[i][slot].shape, generator=gen).to(dtype) if new_a else 0
+            b_stacks[i][slot] = torch.randn(b_stacks[i][slot].shape, generator=gen).to(dtype) if new_b else 0
+        cache.slots_written([slot])
+        layer = cache.layer(a_stacks, b_stacks, output_slices, dtype)
+        assert layer.a is before.a, "re-read in place, not rebuilt"
+        assert_same_layer(layer, packed_lora.PackedLayer.build(a_stacks, b_stacks, output_slices, dtype))
+        assert layer.live[slot] == new_a
+        run_all()
+
+
+def test_a_written_slot_with_a_new_slice_rebuilds_the_layer():
+    """A slot gaining weights in a slice no slot had (k_proj here) changes the layout: rebuilt."""
+    idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(torch.float32, "round-robin")
+    for stack in (a_stacks[1], b_stacks[1]):
+        stack.zero_()
+    cache = packed_lora.PackedCache()
+    before = cache.layer(a_stacks, b_stacks, output_slices, torch.float32)
+    assert before.slices == (0, 2)
+    a_stacks[1][3] = 1.0
+    b_stacks[1][3] = 0.5
+    cache.slots_written([3])
+    layer = cache.layer(a_stacks, b_stacks, output_slices, torch.float32)
+    assert layer.slices == (0, 1, 2) and layer.a is not before.a
+    assert_same_layer(layer, packed_lora.PackedLayer.build(a_stacks, b_stacks, output_slices, torch.float32))
+    ours = y0.clone()
+    plan = packed_lora.BatchPlan.from_indices(idx)
+    packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, 1.0, plan, cache)
+    check(ours, vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, 1.0), y0, idx, torch.float32)
+
+
+def test_a_layer_without_weights_stays_empty_until_a_slot_gets_some():
+    _, _, a_stacks, b_stacks, output_slices, _ = packed_case(torch.float32, "one")
+    for stack in a_stacks + b_stacks:
+        stack.zero_()
+    cache = packed_lora.PackedCache()
+    assert cache.layer(a_stacks, b_stacks, output_slices, torch.float32) is None
+    cache.slots_written([0])  # written with zeros: still nothing to add
+    assert cache.layer(a_stacks, b_stacks, output_slices, torch.float32) is None
+    a_stacks[2][1], b_stacks[2][1] = 1.0, 2.0
+    cache.slots_written([1])
+    layer = cache.layer(a_stacks, b_stacks, output_slices, torch.float32)
+    assert layer is not None and layer.slices == (2,) and layer.live == (False, True, False, False, False, False)
+
+
+def test_nonzero_follows_written_slots():
+    """The LM-head check: per-slot flags, updated for the slots written."""
+    weights = torch.zeros(4, 1, 16, 8)
+    cache = packed_lora.PackedCache()
+    assert not cache.nonzero(weights)
+    weights[2, 0, 3, 1] = 1.0
+    cache.slots_written([2])
+    assert cache.nonzero(weights)
+    weights[2].zero_()
+    cache.slots_written([2])
+    assert not cache.nonzero(weights)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])

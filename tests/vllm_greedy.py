@@ -4,7 +4,9 @@ Run in its own interpreter (vLLM spawns workers that re-import __main__):
     python tests/vllm_greedy.py SPEC.json OUT.json
 SPEC: {"model": dir, "dtype": "float32", "max_tokens": 16, "prompts": [...],
        "adapters": {"name": path, ...}, "max_lora_rank": 8, "chat": false, "ignore_eos": true,
-       "compiled": false (true: let vLLM torch.compile the model)}
+       "compiled": false (true: let vLLM torch.compile the model),
+       "max_loras": slots in the engine (default: one per adapter; fewer makes
+       vLLM rewrite slots as adapters come and go)}
 OUT:  {"separate": {"base": [[token ids], ...], "<name>": [...]}, "mixed": {...}}
       "separate" decodes each adapter's prompts (and the base's) as its own batch,
       "mixed" decodes all of them in one batch; "compilation_mode": the engine's.
@@ -27,7 +29,7 @@ def main(spec_path: str, out_path: str) -> None:
         dtype=spec.get("dtype", "float32"),
         enable_lora=True,
         max_lora_rank=spec.get("max_lora_rank", 8),
-        max_loras=max(1, len(adapters)),
+        max_loras=spec.get("max_loras") or max(1, len(adapters)),
         max_model_len=512,
         seed=0,
         enforce_eager=not spec.get("compiled", False),

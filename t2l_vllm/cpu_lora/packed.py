@@ -85,7 +85,8 @@ class PackedLayer:
         columns, zeros elsewhere (e.g. under k_proj for a q/v adapter);
     cols: (c0, c1), the output columns of the first to the last live slice;
     live: per slot, whether it has non-zero weights in any slice;
-    pieces: per live slice, (first column - c0, width); its rows in a and b are i*rank:(i+1)*rank.
+    pieces: per live slice, (first column - c0, width); its rows in a and b are i*rank:(i+1)*rank;
+    slices: per live slice, its index among the layer's output slices (0 = q of a qkv layer).
     """
 
     a: torch.Tensor
@@ -93,6 +94,7 @@ class PackedLayer:
     cols: tuple[int, int]
     live: tuple[bool, ...]
     pieces: tuple[tuple[int, int], ...]
+    slices: tuple[int, ...]
 
     @classmethod
     def build(
@@ -109,11 +111,13 @@ class PackedLayer:
         """
         offsets = [sum(output_slices[:i]) for i in range(len(output_slices))]
         pieces = []  # (offset, size, a [slots, r, d_in], b [slots, size, r], slot flags [slots])
-        for a_stack, b_stack, size, offset in zip(a_stacks, b_stacks, output_slices, offsets):
+        slices = []
+        for i, (a_stack, b_stack, size, offset) in enumerate(zip(a_stacks, b_stacks, output_slices, offsets)):
             a, b = slot_weights(a_stack), slot_weights(b_stack)[:, :size]
             flags = (a.flatten(1) != 0).any(1) & (b.flatten(1) != 0).any(1)
             if bool(flags.any()):
                 pieces.append((offset, size, a, b, flags))
+                slices.append(i)
         if not pieces:
             return None
         c0, c1 = pieces[0][0], pieces[-1][0] + pieces[-1][1]
@@ -124,7 +128,44 @@ class PackedLayer:
             packed_b[:, i * rank : (i + 1) * rank, offset - c0 : offset - c0 + size] = b.transpose(1, 2)
         live = torch.stack([flags for *_, flags in pieces]).any(0)
         pieces_cols = tuple((offset - c0, size) for offset, size, *_ in pieces)
-        return cls(packed_a, packed_b, (c0, c1), tuple(live.tolist()), pieces_cols)
+        return cls(packed_a, packed_b, (c0, c1), tuple(live.tolist()), pieces_cols, tuple(slices))
+
+    def refreshed(
+        self,
+        slots: tuple[int, ...],
+        a_stacks: tuple[torch.Tensor, ...],
+        b_stacks: tuple[torch.Tensor, ...],
+        output_slices: tuple[int, ...],
+    ) -> "PackedLayer | None":
+        """This layer after `slots` were rewritten in the stacks: those slots' rows of a and b
+        re-read in place (same bytes as `build` would lay out), the rest untouched.
+
+        A new adapter in one slot then costs a few copies per layer instead of re-laying out
+        every slot of every layer. None when a rewritten slot has weights in a slice no slot
+        had when the layer was built (the layout itself changes: build it again). A slice that
+        no slot uses any more stays in the layout with zero rows, which add exact zeros.
+        """
+        rank = self.a.shape[1] // len(self.pieces)
+        live = list(self.live)
+        for slot in slots:
+            has_any = False
+            for i, (a_stack, b_stack, size) in enumerate(zip(a_stacks, b_stacks, output_slices)):
+                a = slot_weights(a_stack)[slot]  # [r, d_in]
+                b = slot_weights(b_stack)[slot, :size]  # [size, r]
+                has = bool(a.any()) and bool(b.any())
+                if i not in self.slices:
+                    if has:
+                        return None
+                    continue
+                piece = self.slices.index(i)
+                rows = slice(piece * rank, (piece + 1) * rank)
+                col = self.pieces[piece][0]
+                self.a[slot, rows] = a
+                self.b[slot, rows] = 0
+                self.b[slot, rows, col : col + size] = b.T
+                has_any = has_any or has
+            live[slot] = has_any
+        return dataclasses.replace(self, live=tuple(live))
 
     def select(self, slots: tuple[int, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """The given slots' blocks, slice-major: A_sel [P*U*rank, d_in] (slice after slice, each
@@ -219,13 +260,18 @@ class PackedCache:
 
     Keyed by where the layer's stacked weights live (vLLM allocates them once
     per layer; the entry keeps them alive, so the address cannot be reused).
-    `clear()` must follow any write to slot weights.
+    Any write to slot weights must be reported: `slots_written(slots)` when the
+    written slots are known (each layer then re-reads only those slots, the next
+    time it runs), `clear()` otherwise.
     """
 
     def __init__(self) -> None:
-        self._layers: dict[tuple[int, int, int], tuple[tuple, PackedLayer | None]] = {}
+        # key -> (stacks, layer, version it was last brought up to date at)
+        self._layers: dict[tuple[int, int, int], tuple[tuple, PackedLayer | None, int]] = {}
+        self._version = 0  # bumped by every reported write
+        self._written: dict[int, int] = {}  # slot -> version of its last write
         self._selected: dict[int, tuple[tuple[int, ...], torch.Tensor, tuple[torch.Tensor, ...]]] = {}
-        self._nonzero: dict[int, tuple[torch.Tensor, bool]] = {}
+        self._nonzero: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(weights) -> (weights, per-slot flags)
         self._float: dict[int, tuple[PackedLayer, PackedLayer]] = {}  # id(layer) -> (layer, float32 copy)
         # id(layer) -> (layer, plan key, A_t, B_t per slice): the last batch composition only
         self._gathered: dict[int, tuple[PackedLayer, tuple[int, ...], torch.Tensor, tuple[torch.Tensor, ...]]] = {}
@@ -233,14 +279,29 @@ class PackedCache:
 
     def clear(self) -> None:
         self._layers.clear()
+        self._written.clear()
         self._selected.clear()
         self._nonzero.clear()
         self._float.clear()
         self._gathered.clear()
         self._columns.clear()
 
+    def slots_written(self, slots) -> None:
+        """`slots` of every layer's stacks were rewritten (an adapter moved into them)."""
+        self._version += 1
+        for slot in slots:
+            self._written[slot] = self._version
+        for weights, flags in self._nonzero.values():
+            for slot in slots:
+                flags[slot] = bool(slot_weights(weights)[slot].any())
+
+    def _forget(self, layer: PackedLayer | None) -> None:
+        """Drop what was derived from `layer` (it has been replaced)."""
+        for derived in (self._selected, self._float, self._gathered, self._columns):
+            derived.pop(id(layer), None)
+
     def as_float(self, layer: PackedLayer) -> PackedLayer:
-        """`layer` with float32 factors, for the small-batch path (kept until `clear()`)."""
+        """`layer` with float32 factors, for the small-batch path (kept until the layer changes)."""
         hit = self._float.get(id(layer))
         if hit is None:
             hit = self._float[id(layer)] = (layer, dataclasses.replace(layer, a=layer.a.float(), b=layer.b.float()))
@@ -249,9 +310,22 @@ class PackedCache:
     def layer(self, a_stacks, b_stacks, output_slices, dtype) -> PackedLayer | None:
         key = (a_stacks[0].data_ptr(), b_stacks[0].data_ptr(), len(a_stacks))
         hit = self._layers.get(key)
-        if hit is None:
+        if hit is not None and hit[2] < self._version:
+            stale = hit[1]
+            slots = tuple(slot for slot, version in self._written.items() if version > hit[2])
+            if stale is not None:
+                layer = stale.refreshed(slots, a_stacks, b_stacks, output_slices)
+            elif not any(_slot_has_weights(a_stacks, b_stacks, output_slices, slot) for slot in slots):
+                layer = None  # still no adapter with weights here
+            else:
+                layer = PackedLayer.build(a_stacks, b_stacks, output_slices, dtype)
+            if stale is not None and layer is None:  # the layout changed
+                layer = PackedLayer.build(a_stacks, b_stacks, output_slices, dtype)
+            self._forget(stale)
+            hit = self._layers[key] = (hit[0], layer, self._version)
+        elif hit is None:
             layer = PackedLayer.build(a_stacks, b_stacks, output_slices, dtype)
-            hit = self._layers[key] = ((a_stacks, b_stacks), layer)
+            hit = self._layers[key] = ((a_stacks, b_stacks), layer, self._version)
         return hit[1]
 
     def selected(self, layer: PackedLayer, slots: tuple[int, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -261,7 +335,7 @@ class PackedCache:
         return hit[1], hit[2]
 
     def gathered(self, layer: PackedLayer, plan: "BatchPlan") -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """`layer.gather(plan.indices, ...)`, kept until the plan's indices change or `clear()`."""
+        """`layer.gather(plan.indices, ...)`, kept until the plan's indices or the layer change."""
         hit = self._gathered.get(id(layer))
         if hit is None or hit[1] != plan.key:
             columns = self._columns.get(id(layer))
@@ -274,8 +348,16 @@ class PackedCache:
         """Whether any slot has a non-zero entry in `weights` (e.g. vLLM's lm_head LoRA stack)."""
         hit = self._nonzero.get(id(weights))
         if hit is None:
-            hit = self._nonzero[id(weights)] = (weights, bool(weights.any()))
-        return hit[1]
+            hit = self._nonzero[id(weights)] = (weights, slot_weights(weights).flatten(1).any(1))
+        return bool(hit[1].any())
+
+
+def _slot_has_weights(a_stacks, b_stacks, output_slices, slot: int) -> bool:
+    """Whether `slot` has non-zero A and B in some slice (what `PackedLayer.build` packs)."""
+    return any(
+        bool(slot_weights(a)[slot].any()) and bool(slot_weights(b)[slot, :size].any())
+        for a, b, size in zip(a_stacks, b_stacks, output_slices)
+    )
 
 
 def lora_linear(

@@ -11,7 +11,7 @@ The only place that touches vLLM's LoRA internals. Four hooks:
    `update_metadata`) and each layer's adapters packed for two GEMMs.
    `add_lora_logits` returns at once while no adapter has LM-head weights.
 3. `LoRAModelManager.activate_adapter`, the one place slot weights are written,
-   clears the packed weights.
+   tells the packed weights which slot changed (each layer re-reads that slot only).
 4. `CpuPlatform.check_and_update_config`: vLLM turns torch.compile off on CPU
    whenever LoRA is enabled, because its CPU LoRA path branches in Python on
    per-step metadata that a graph traced once would freeze. Ours does not:
@@ -159,18 +159,24 @@ def _patch_wrapper(wrapper_cls) -> None:
 
 
 def _patch_manager(manager_cls) -> None:
-    """Hook 3: every slot write drops the packed weights."""
+    """Hook 3: every slot write is reported to the packed weights (only that slot is re-read)."""
     original = manager_cls.activate_adapter
 
     @functools.wraps(original)
     def activate_adapter(self, *args, **kwargs):
+        before = list(self.lora_index_to_id)
         try:
             written = original(self, *args, **kwargs)
         except BaseException:
             _packed.clear()  # a slot may be half written
             raise
         if written:  # False: the adapter was active already, nothing written
-            _packed.clear()
+            # vLLM writes an adapter into the first free slot and records it in lora_index_to_id.
+            slots = [i for i, (old, new) in enumerate(zip(before, self.lora_index_to_id)) if old != new]
+            if slots:
+                _packed.slots_written(slots)
+            else:
+                _packed.clear()
         return written
 
     manager_cls.activate_adapter = activate_adapter
