@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 if __package__ is None:  # run as `python benchmarks/serve_bench.py`: `benchmarks.*` resolves from the repo root
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
                         args.request_rate, args.endpoint, args.seed)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    server = None
+    server, scratch = None, None
     if args.launch:
         if not any(a.startswith("--low-confidence-policy") for a in server_args):
             # The t2l modes measure serving through generated adapters, whatever their confidence.
@@ -119,6 +120,11 @@ def main(argv: list[str] | None = None) -> dict:
             # t2l-cold measures generation: its descriptions differ from each other and from the
             # warm set by a word or number only, which --reuse semantic would serve with another's adapter.
             server_args += ["--reuse", "off"]
+        if not any(a == "--adapter-dir" or a.startswith("--adapter-dir=") for a in server_args):
+            # A fresh folder: adapters and library uploads stored by earlier servers on this
+            # machine would otherwise be adopted (a library adds an encoder pass per new description).
+            scratch = tempfile.TemporaryDirectory(prefix="serve_bench-")
+            server_args += ["--adapter-dir", scratch.name]
         server = ServerProcess(server_args, out_dir / "server.log", api_key=args.api_key)
         print(f"launching: {' '.join(server.cmd)} (log: {server.log_path})", file=sys.stderr)
         root_url = server.url
@@ -132,6 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         if server is not None:
             server.stop()
+        if scratch is not None:
+            scratch.cleanup()
     report["launched"] = {"serve_args": server_args} if server is not None else None
     paths = write_outputs(report, out_dir, "serve_bench", markdown, plot)
     print(markdown(report))

@@ -16,7 +16,9 @@ class T2LMetrics:
         self.generation_seconds = Histogram(
             "t2l_adapter_generation_seconds",
             "Time to make an adapter available, by stage (confidence: a new description's score for the "
-            "low-confidence policy, its encoder pass included, which generation then reuses; queue: waiting for "
+            "low-confidence policy, its encoder pass included, which generation then reuses; match: a new "
+            "description's encoder pass to match it against the library or the reuse index, which generation "
+            "then reuses; queue: waiting for "
             "the generation thread; encode, hypernet, write: the copy the engine loads, register; durable: the "
             "durable copy, written while the engine registers).",
             ["stage"],

@@ -359,7 +359,9 @@ class AdapterService:
         async def embedding():
             nonlocal emb
             if emb is None:
+                t0 = time.perf_counter()
                 [emb] = await self._on_generator(self.worker.embed, [text])
+                self.metrics.generation_seconds.labels("match").observe(time.perf_counter() - t0)
             return emb
 
         if len(self.library):
