@@ -382,7 +382,35 @@ def test_small_batches_match_vllm_shrink_then_expand(dtype, n_tok, dense):
     check(ours, ref, y0, idx, dtype)
     assert ours.dtype == dtype
     small = n_tok <= packed_lora.SMALL_TOKENS and dtype != torch.float32
-    assert bool(cache._float) == small  # the float32 copies exist exactly when the small path ran
+    # the float32 copies exist exactly when a small-batch path ran (one adapter: that slot's only)
+    assert bool(cache._float or cache._slots) == small
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("n_tok", [1, 2, packed_lora.SMALL_TOKENS])
+@pytest.mark.parametrize("slot", [0, 1, 3, 4, 5])
+@pytest.mark.parametrize("qv", [False, True])
+def test_one_adapter_small_batches_match_vllm(dtype, n_tok, slot, qv):
+    """Every token through one adapter (one decode stream): the per-slot float32 factors == vLLM's
+    ops, for slots without weights in some slice (1, 4), A without B (5), and q/v-only layers."""
+    idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(dtype, "one", n_tok=n_tok)
+    if qv:
+        a_stacks[1].zero_()
+        b_stacks[1].zero_()
+    idx = torch.full((n_tok,), slot)
+    plan, cache, ours = packed_lora.BatchPlan.from_indices(idx), packed_lora.PackedCache(), y0.clone()
+    assert packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, 0.5, plan, cache)
+    check(ours, vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, 0.5), y0, idx, dtype)
+    assert list(cache._slots.values())[0][1].keys() == {slot} and not cache._float
+
+
+def test_one_adapter_path_skips_a_slot_without_weights():
+    idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(torch.bfloat16, "one", n_tok=2)
+    for stack in a_stacks:
+        stack[2].zero_()
+    plan, cache, ours = packed_lora.BatchPlan.from_indices(torch.tensor([2, 2])), packed_lora.PackedCache(), y0.clone()
+    assert packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, 1.0, plan, cache)
+    assert torch.equal(ours, y0) and not cache._slots
 
 
 def gathered_plan(idx):
