@@ -1,20 +1,34 @@
-"""How long vLLM's worker takes to load one generated adapter folder (no engine).
+"""What a new generated adapter costs vLLM's worker: the folder load, and the whole first step.
 
-    .venv/bin/python benchmarks/lora_load_bench.py [--n 20]
+    .venv/bin/python benchmarks/lora_load_bench.py [--n 20]            # folder load only, no engine
+    .venv/bin/python benchmarks/lora_load_bench.py --engine [--n 12]   # first step, in-process engine
 
 An adapter registered by name (serving/vllm_plugin.py) is loaded by vLLM's worker
-when its first request is scheduled: `PEFTHelper.from_local_dir` plus
-`LoRAModel.from_local_checkpoint` (vllm/lora/worker_manager.py `_load_adapter`),
-inside the engine step. This times exactly those two calls on folders the shipped
-hypernetwork wrote for the default model (bf16, CPU), each a new adapter as on
-the cold path. Not timed: copying the weights into the engine's stacked LoRA
-slots (`activate_adapter`), which needs a live engine. Reads vLLM internals, so
-it may need updating with vLLM.
+when its first request is scheduled, inside that engine step. Folders are written
+by the shipped hypernetwork for the default model (bf16, CPU), each a new adapter
+as on the cold path.
+
+Without --engine: `PEFTHelper.from_local_dir` plus `LoRAModel.from_local_checkpoint`
+(vllm/lora/worker_manager.py `_load_adapter`) alone.
+
+With --engine: an offline `vllm.LLM` in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0,
+so the worker's methods can be timed), the LoRA engine as `t2l-vllm serve` sets it up
+(q_proj + v_proj wrapped, --max-loras 8, our ops, compiled). Per round, one prompt and
+one output token (a prefill step): through a new adapter (cold), the same adapter
+again (warm), no adapter (base). Reported: medians of the request's wall time and of
+its parts: vLLM's `_apply_adapters` (of which `_load_adapter`: the folder load, and
+`activate_adapter`: the copy into a LoRA slot), our packed layers' `layer` lookups
+(re-reading the written slot), and the model step (`execute_model`, which contains
+the packed layers' work). More rounds than --max-loras, so slots are rewritten as
+they are in a server. Reads vLLM internals, so it may need updating with vLLM.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
+import os
 import statistics
 import sys
 import tempfile
@@ -25,34 +39,107 @@ if __package__ is None:  # run as `python benchmarks/lora_load_bench.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=20, help="adapters loaded (each a new description)")
-    args = p.parse_args()
-    import torch
-    from vllm.lora.lora_model import LoRAModel
-    from vllm.lora.peft_helper import PEFTHelper
-
+def make_folders(n: int, work: Path) -> tuple[list[str], set[str]]:
+    """n new adapters' folders from the shipped hypernetwork, and the modules they target."""
     from t2l_vllm import defaults
-    from t2l_vllm.adapter import write_adapter
     from t2l_vllm.generator import AdapterGenerator
 
     gen = AdapterGenerator.from_pretrained(defaults.SHIPPED_HYPERNET, defaults.default_base_model_dir(),
                                            base_model_name=defaults.BASE_NAME)
-    modules = set(gen.peft_config["target_modules"])
+    made = gen.generate_to_dir([f"Reply with the word number {i}." for i in range(n)], work)
+    return [str(path) for _, path in made], set(gen.peft_config["target_modules"])
+
+
+def folder_load(n: int) -> None:
+    import torch
+    from vllm.lora.lora_model import LoRAModel
+    from vllm.lora.peft_helper import PEFTHelper
+
     times = []
     with tempfile.TemporaryDirectory() as work:
-        for i in range(args.n):
-            [adapter] = gen.generate([f"Reply with the word number {i}."])
-            path = str(Path(work) / f"a{i}")
-            write_adapter(adapter.tensors, adapter.peft_config, path)
+        paths, modules = make_folders(n, Path(work))
+        for i, path in enumerate(paths):
             t0 = time.perf_counter()
             helper = PEFTHelper.from_local_dir(path, 8192)
             LoRAModel.from_local_checkpoint(path, modules, peft_helper=helper, lora_model_id=i + 1, device="cpu",
                                             dtype=torch.bfloat16)
             times.append(1000 * (time.perf_counter() - t0))
-    print(f"vLLM worker load of one adapter folder ({', '.join(sorted(modules))}), {args.n} adapters: "
+    print(f"vLLM worker load of one adapter folder ({', '.join(sorted(modules))}), {n} adapters: "
           f"p50 {statistics.median(times):.1f} ms, min {min(times):.1f}, max {max(times):.1f}")
+
+
+def first_step(n: int) -> None:
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # worker in this process: its methods can be timed
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    from vllm import LLM, SamplingParams
+    from vllm.lora import model_manager, worker_manager
+    from vllm.lora.request import LoRARequest
+    from vllm.v1.worker import cpu_model_runner
+
+    from t2l_vllm import defaults
+    from t2l_vllm.cpu_lora import packed
+
+    spent: dict[str, list[float]] = collections.defaultdict(list)  # part -> ms of each call in the request
+
+    def timed(owner, name: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[name].append(1000 * (time.perf_counter() - t0))
+
+        setattr(owner, name, wrapper)
+
+    with tempfile.TemporaryDirectory() as work:
+        paths, modules = make_folders(n + 1, Path(work))
+        llm = LLM(model=str(defaults.default_base_model_dir()), dtype="bfloat16", max_model_len=1024, seed=0,
+                  enable_lora=True, max_loras=8, max_cpu_loras=n + 1, max_lora_rank=8,
+                  lora_target_modules=sorted(modules))
+        timed(worker_manager.LRUCacheWorkerLoRAManager, "_apply_adapters")
+        timed(worker_manager.WorkerLoRAManager, "_load_adapter")
+        timed(model_manager.LoRAModelManager, "activate_adapter")
+        timed(packed.PackedCache, "layer")
+        timed(cpu_model_runner.CPUModelRunner, "execute_model")
+        params = SamplingParams(temperature=0, max_tokens=1)
+        prompt = "Tell me about the sea and the river stones in a few words, please."
+        loras = [LoRARequest(f"a{i}", i + 1, path) for i, path in enumerate(paths)]
+        for lora in (None, loras[0], loras[0]):  # compile and warm up
+            llm.generate([prompt], params, lora_request=lora, use_tqdm=False)
+        rows: dict[str, list[dict[str, float]]] = {"cold": [], "warm": [], "base": []}
+        for lora in loras[1:]:
+            for kind, request in (("cold", lora), ("warm", lora), ("base", None)):
+                spent.clear()
+                t0 = time.perf_counter()
+                llm.generate([prompt], params, lora_request=request, use_tqdm=False)
+                row = {"request": 1000 * (time.perf_counter() - t0)}
+                row.update({part: sum(ms) for part, ms in spent.items()})
+                rows[kind].append(row)
+    parts = ["request", "execute_model", "_apply_adapters", "_load_adapter", "activate_adapter", "layer"]
+    print(f"One prefill step (1 prompt, 1 token) through a new adapter, the same again, none; {n} rounds, "
+          "medians in ms (0: not called):")
+    print("| | " + " | ".join(parts) + " |")
+    print("|---|" + "---|" * len(parts))
+    for kind, kind_rows in rows.items():
+        cells = [statistics.median(row.get(part, 0.0) for row in kind_rows) for part in parts]
+        print(f"| {kind} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+    cold = statistics.median(r["request"] for r in rows["cold"])
+    warm = statistics.median(r["request"] for r in rows["warm"])
+    print(f"cold - warm request: {cold - warm:.1f} ms")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=None, help="new adapters (default 20; 12 with --engine)")
+    p.add_argument("--engine", action="store_true", help="time the first engine step, not the folder load alone")
+    args = p.parse_args()
+    if args.engine:
+        first_step(args.n or 12)
+    else:
+        folder_load(args.n or 20)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ batches of T tokens (one token per sequence), adapters round-robin over the
 tokens (--adapters; above: 1, 4, 8 and one per token). Each cell times every path,
 forced, interleaved in one process (the machine's load drifts), best of --rounds:
 
-    runs / runs f32     one GEMM pair per run, bf16 factors / float32 factors (the small-batch path)
+    runs / runs f32     one GEMM pair per run, bf16 factors / float32 factors (the small-batch
+                        path; with one adapter for every token, the slot's own float32 factors)
     dense / dense f32   masked GEMMs over all tokens and used adapters, bf16 / float32 factors
     gathered            per-token float32 factors, cached (a decode step repeats the plan)
 
@@ -78,12 +79,16 @@ def chosen_path(plan: packed_lora.BatchPlan, tokens: int, small_tokens: int) -> 
     """The `PATHS` entry that `apply_layer` runs for `plan` with the current constants."""
     if plan.dense and plan.gathered:
         return "gathered"
+    one_adapter = not plan.dense and len(plan.runs) == 1 and plan.runs[0][2] - plan.runs[0][1] == tokens
+    if one_adapter and tokens <= max(small_tokens, packed_lora.ONE_ADAPTER_TOKENS):
+        return "runs f32"
     name = "dense" if plan.dense else "runs"
     return f"{name} f32" if tokens <= small_tokens else name
 
 
 def time_paths(x, y, stacks, idx, args, small_tokens: int) -> dict[str, float]:
     """Microseconds per layer of `lora_linear` on every path, interleaved, best over two passes."""
+    one_adapter_tokens = packed_lora.ONE_ADAPTER_TOKENS
     plan, cache = packed_lora.BatchPlan.from_indices(idx), packed_lora.PackedCache()
     names = [n for n in PATHS if n in args.paths.split(",") or n == "gathered"]
     us = dict.fromkeys(names, float("inf"))
@@ -92,7 +97,7 @@ def time_paths(x, y, stacks, idx, args, small_tokens: int) -> dict[str, float]:
             for name in names:
                 dense, gathered, small = PATHS[name]
                 forced = dataclasses.replace(plan, dense=dense, gathered=gathered, key=tuple(idx.tolist()))
-                packed_lora.SMALL_TOKENS = small
+                packed_lora.SMALL_TOKENS = packed_lora.ONE_ADAPTER_TOKENS = small
 
                 def call():
                     for a, b in stacks:
@@ -100,7 +105,7 @@ def time_paths(x, y, stacks, idx, args, small_tokens: int) -> dict[str, float]:
 
                 us[name] = min(us[name], best_us(call, args.calls, args.rounds) / len(stacks))
     finally:
-        packed_lora.SMALL_TOKENS = small_tokens
+        packed_lora.SMALL_TOKENS, packed_lora.ONE_ADAPTER_TOKENS = small_tokens, one_adapter_tokens
     return us
 
 
@@ -206,7 +211,8 @@ def main() -> None:
         if tokens > 1 and layers == 1 and not args.no_kernels:
             kernel_rows.append({"tokens": tokens, **{k: round(v, 2) for k, v in time_kernels(tokens, args).items()}})
             print(kernel_rows[-1], flush=True)
-    lines = [f"Constants: SMALL_TOKENS = {small_tokens}, GATHER_SHARE = {packed_lora.GATHER_SHARE}, "
+    lines = [f"Constants: SMALL_TOKENS = {small_tokens}, ONE_ADAPTER_TOKENS = {packed_lora.ONE_ADAPTER_TOKENS}, "
+             f"GATHER_SHARE = {packed_lora.GATHER_SHARE}, "
              f"GATHER_TOKENS = {packed_lora.GATHER_TOKENS}, RUN_COST = {packed_lora.RUN_COST}. Times in us per layer "
              "(one thread; absolute times depend on the machine's load, ratios are interleaved).", "",
              "| " + " | ".join(header for header, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]

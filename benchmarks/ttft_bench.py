@@ -10,7 +10,8 @@ One client, requests one after another (nothing else in the batch), streaming:
 - warm:  the same descriptions again (adapter resident)
 TTFT = time from sending the request to the first content chunk. Then
 --stream-repeats streaming requests of --stream-tokens tokens each with and
-without a description, alternating, give decode throughput (medians). Ratios are the result; absolute times depend on the machine.
+without a description, alternating, give decode throughput (medians, and the median of the
+per-pair ratios). Ratios are the result; absolute times depend on the machine.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def main() -> None:
         "stream_tokens_per_s": rate,
         "stream_repeats": args.stream_repeats,
         "stream_t2l_over_base": rate["t2l"] / rate["base"],
+        # Each t2l stream over the base stream just before it: one machine load per pair.
+        "stream_t2l_over_base_paired_median": statistics.median(t / b for b, t in zip(rates["base"], rates["t2l"])),
     }
     print(json.dumps(report, indent=2))
     if args.out:

@@ -387,7 +387,7 @@ def test_small_batches_match_vllm_shrink_then_expand(dtype, n_tok, dense):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("n_tok", [1, 2, packed_lora.SMALL_TOKENS])
+@pytest.mark.parametrize("n_tok", [1, 2, packed_lora.SMALL_TOKENS, packed_lora.ONE_ADAPTER_TOKENS])
 @pytest.mark.parametrize("slot", [0, 1, 3, 4, 5])
 @pytest.mark.parametrize("qv", [False, True])
 def test_one_adapter_small_batches_match_vllm(dtype, n_tok, slot, qv):
@@ -402,6 +402,16 @@ def test_one_adapter_small_batches_match_vllm(dtype, n_tok, slot, qv):
     assert packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, 0.5, plan, cache)
     check(ours, vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, 0.5), y0, idx, dtype)
     assert list(cache._slots.values())[0][1].keys() == {slot} and not cache._float
+
+
+def test_one_adapter_path_stops_at_its_token_limit():
+    n_tok = packed_lora.ONE_ADAPTER_TOKENS + 1
+    idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(torch.bfloat16, "one", n_tok=n_tok)
+    idx = torch.full((n_tok,), 3)
+    plan, cache, ours = packed_lora.BatchPlan.from_indices(idx), packed_lora.PackedCache(), y0.clone()
+    assert packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, 1.0, plan, cache)
+    check(ours, vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, 1.0), y0, idx, torch.bfloat16)
+    assert not cache._slots and not cache._float  # the run path on bf16 factors
 
 
 def test_one_adapter_path_skips_a_slot_without_weights():

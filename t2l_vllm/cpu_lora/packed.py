@@ -16,8 +16,8 @@ is planned once (`BatchPlan`), so that a layer costs:
         y[t, slice i] += h_t[i] @ B_t,i     one batched GEMM per live slice
     runs    (few long runs, e.g. prefill of whole prompts):
         y[s:e, c0:c1] += (x[s:e] @ A[slot].T) @ B[slot]   per run of one adapter
-    one adapter, small batch (one decode stream): the run path on the slot's own
-        float32 factors, kept laid out for the two GEMMs (six ops per layer)
+    one adapter, at most ONE_ADAPTER_TOKENS tokens (one decode stream, a short prefill):
+        the run path on the slot's own float32 factors, kept laid out for the two GEMMs
 
 U: adapters used in the batch and live in this layer; k = live slices x rank.
 The dense path spends U times the arithmetic of an exact grouping, which is
@@ -75,6 +75,13 @@ SMALL_TOKENS = 4
 # two paths tie at best, and the dense one costs no extra memory.
 GATHER_TOKENS = 16
 GATHER_SHARE = 1.5
+# Batches of at most this many tokens that all use one adapter (one decode stream, a short
+# prompt's prefill) run on that slot's own float32 factors (`_add_one_adapter`, six ops per
+# layer). Against the run path's bf16 GEMMs, 30 q/v layers of SmolLM2-135M in turn, one
+# thread, us per layer: T=1 28 vs 79, T=4 31 vs 79, T=16 59 vs 125, T=32 54 vs 78, T=48
+# 103 vs 117, T=64 125 vs 111, T=128 235 vs 140 (benchmarks/small_batch_lora.py --adapters 1
+# --layers 30, "runs f32" vs "runs"; results/small_batch_lora/one_adapter).
+ONE_ADAPTER_TOKENS = 32
 _HALF = (torch.bfloat16, torch.float16)
 
 
@@ -410,7 +417,7 @@ def apply_layer(
     """`lora_linear` with the layer already packed (x: [T, d_in], y: [T, d_out])."""
     runs, n = plan.runs, x.shape[0]
     one_adapter = not plan.dense and len(runs) == 1 and runs[0][2] - runs[0][1] == n
-    if one_adapter and n <= SMALL_TOKENS and y.dtype in _HALF:
+    if one_adapter and n <= max(SMALL_TOKENS, ONE_ADAPTER_TOKENS) and y.dtype in _HALF:
         if layer.live[runs[0][0]]:
             _add_one_adapter(x, y, layer, runs[0][0], scale, cache)
         return
@@ -447,12 +454,12 @@ def apply_layer(
 def _add_one_adapter(
     x: torch.Tensor, y: torch.Tensor, layer: PackedLayer, slot: int, scale: float, cache: PackedCache
 ) -> None:
-    """y[:, c0:c1] += scale * (x @ A.T) @ B for a small batch whose tokens all use `slot`
-    (one decode stream, or a few through the same adapter).
+    """y[:, c0:c1] += scale * (x @ A.T) @ B for a batch of at most ONE_ADAPTER_TOKENS tokens
+    that all use `slot` (one decode stream, a short prompt's prefill).
 
     The slot's float32 factors are kept laid out for the two GEMMs, so the layer costs
-    six ops: at this size each op's dispatch, not its arithmetic, is the cost (30 q/v
-    layers of SmolLM2-135M, one token: ~30 us per layer, against ~60 on the run path).
+    six ops: at this size each op's dispatch, not its arithmetic, is most of the cost,
+    and float32 GEMMs this skinny are faster than bf16 ones (see ONE_ADAPTER_TOKENS).
     Numerics as the run path's small-batch branch: shrink in float32, rounded to the
     layer's dtype, expand in float32, the sum rounded once.
     """
