@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/lora_load_bench.py [--n 20]            # folder load only, no engine
     .venv/bin/python benchmarks/lora_load_bench.py --engine [--n 12]   # first step, in-process engine
+    .venv/bin/python benchmarks/lora_load_bench.py --decode [--n 10]   # one stream's decode steps
 
 An adapter registered by name (serving/vllm_plugin.py) is loaded by vLLM's worker
 when its first request is scheduled, inside that engine step. Folders are written
@@ -20,7 +21,12 @@ its parts: vLLM's `_apply_adapters` (of which `_load_adapter`: the folder load, 
 `activate_adapter`: the copy into a LoRA slot), our packed layers' `layer` lookups
 (re-reading the written slot), and the model step (`execute_model`, which contains
 the packed layers' work). More rounds than --max-loras, so slots are rewritten as
-they are in a server. Reads vLLM internals, so it may need updating with vLLM.
+they are in a server.
+
+With --decode: the same engine, one prompt decoded for 64 tokens without an adapter
+and through one, alternating, --n rounds; the median `execute_model` time of the decode
+steps of each (the LoRA cost of one stream, without the API server's noise). Reads vLLM
+internals, so it may need updating with vLLM.
 """
 
 from __future__ import annotations
@@ -131,12 +137,59 @@ def first_step(n: int) -> None:
     print(f"cold - warm request: {cold - warm:.1f} ms")
 
 
+def decode_steps(rounds: int) -> None:
+    """Median decode step of one stream through an adapter and without one, same LoRA engine."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+    from vllm.v1.worker import cpu_model_runner
+
+    from t2l_vllm import defaults
+
+    steps: list[float] = []
+    runner = cpu_model_runner.CPUModelRunner
+    original = runner.execute_model
+
+    @functools.wraps(original)
+    def execute_model(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            steps.append(1000 * (time.perf_counter() - t0))
+
+    with tempfile.TemporaryDirectory() as work:
+        [path], modules = make_folders(1, Path(work))
+        llm = LLM(model=str(defaults.default_base_model_dir()), dtype="bfloat16", max_model_len=1024, seed=0,
+                  enable_lora=True, max_loras=8, max_lora_rank=8, lora_target_modules=sorted(modules))
+        runner.execute_model = execute_model
+        params = SamplingParams(temperature=0, max_tokens=64, ignore_eos=True)
+        prompt = "Tell me about the sea and the river stones in a few words, please."
+        lora = LoRARequest("a", 1, path)
+        for request in (None, lora):  # compile and warm up
+            llm.generate([prompt], params, lora_request=request, use_tqdm=False)
+        times: dict[str, list[float]] = {"base": [], "adapter": []}
+        for _ in range(rounds):  # alternating, so drift in the machine's load hits both alike
+            for kind, request in (("base", None), ("adapter", lora)):
+                steps.clear()
+                llm.generate([prompt], params, lora_request=request, use_tqdm=False)
+                times[kind] += steps[1:]  # the decode steps (the first one is the prefill)
+    base, adapter = (statistics.median(times[k]) for k in ("base", "adapter"))
+    print(f"Decode step of one stream, median of {len(times['base'])} steps each: without adapter {base:.2f} ms, "
+          f"through an adapter {adapter:.2f} ms (+{adapter - base:.2f} ms); tokens/s ratio {base / adapter:.3f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=None, help="new adapters (default 20; 12 with --engine)")
     p.add_argument("--engine", action="store_true", help="time the first engine step, not the folder load alone")
+    p.add_argument("--decode", action="store_true",
+                   help="median decode step of one stream with and without an adapter (--n rounds of 64 tokens)")
     args = p.parse_args()
-    if args.engine:
+    if args.decode:
+        decode_steps(args.n or 10)
+    elif args.engine:
         first_step(args.n or 12)
     else:
         folder_load(args.n or 20)
