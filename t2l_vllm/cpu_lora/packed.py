@@ -334,17 +334,16 @@ class PackedCache:
     def layer(self, a_stacks, b_stacks, output_slices, dtype) -> PackedLayer | None:
         key = (a_stacks[0].data_ptr(), b_stacks[0].data_ptr(), len(a_stacks))
         hit = self._layers.get(key)
-        if hit is not None and hit[2] < self._version:
+        if hit is not None and hit[2] < self._version:  # slots were written since it was packed
             stale = hit[1]
             slots = tuple(slot for slot, version in self._written.items() if version > hit[2])
-            if stale is not None:
-                layer = stale.refreshed(slots, a_stacks, b_stacks, output_slices)
-            elif not any(_slot_has_weights(a_stacks, b_stacks, output_slices, slot) for slot in slots):
-                layer = None  # still no adapter with weights here
+            if stale is None:  # no slot had weights here: build only if a written one has some now
+                gained = any(_slot_has_weights(a_stacks, b_stacks, output_slices, slot) for slot in slots)
+                layer = PackedLayer.build(a_stacks, b_stacks, output_slices, dtype) if gained else None
             else:
-                layer = PackedLayer.build(a_stacks, b_stacks, output_slices, dtype)
-            if stale is not None and layer is None:  # the layout changed
-                layer = PackedLayer.build(a_stacks, b_stacks, output_slices, dtype)
+                layer = stale.refreshed(slots, a_stacks, b_stacks, output_slices)
+                if layer is None:  # a written slot has weights in a slice no slot had: a new layout
+                    layer = PackedLayer.build(a_stacks, b_stacks, output_slices, dtype)
             self._forget(stale)
             hit = self._layers[key] = (hit[0], layer, self._version)
         elif hit is None:
