@@ -45,6 +45,21 @@ if __package__ is None:  # run as `python benchmarks/lora_load_bench.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def time_calls(owner, name: str, sink) -> None:
+    """Replace `owner.name` by a wrapper that passes each call's milliseconds to `sink`."""
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            sink(1000 * (time.perf_counter() - t0))
+
+    setattr(owner, name, wrapper)
+
+
 def make_folders(n: int, work: Path) -> tuple[list[str], set[str]]:
     """n new adapters' folders from the shipped hypernetwork, and the modules they target."""
     from t2l_vllm import defaults
@@ -88,17 +103,7 @@ def first_step(n: int) -> None:
     spent: dict[str, list[float]] = collections.defaultdict(list)  # part -> ms of each call in the request
 
     def timed(owner, name: str) -> None:
-        original = getattr(owner, name)
-
-        @functools.wraps(original)
-        def wrapper(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                spent[name].append(1000 * (time.perf_counter() - t0))
-
-        setattr(owner, name, wrapper)
+        time_calls(owner, name, lambda ms: spent[name].append(ms))  # looked up per call: `spent` is cleared
 
     with tempfile.TemporaryDirectory() as work:
         paths, modules = make_folders(n + 1, Path(work))
@@ -148,22 +153,11 @@ def decode_steps(rounds: int) -> None:
     from t2l_vllm import defaults
 
     steps: list[float] = []
-    runner = cpu_model_runner.CPUModelRunner
-    original = runner.execute_model
-
-    @functools.wraps(original)
-    def execute_model(*args, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            steps.append(1000 * (time.perf_counter() - t0))
-
     with tempfile.TemporaryDirectory() as work:
         [path], modules = make_folders(1, Path(work))
         llm = LLM(model=str(defaults.default_base_model_dir()), dtype="bfloat16", max_model_len=1024, seed=0,
                   enable_lora=True, max_loras=8, max_lora_rank=8, lora_target_modules=sorted(modules))
-        runner.execute_model = execute_model
+        time_calls(cpu_model_runner.CPUModelRunner, "execute_model", steps.append)
         params = SamplingParams(temperature=0, max_tokens=64, ignore_eos=True)
         prompt = "Tell me about the sea and the river stones in a few words, please."
         lora = LoRARequest("a", 1, path)
