@@ -79,8 +79,7 @@ def chosen_path(plan: packed_lora.BatchPlan, tokens: int, small_tokens: int) -> 
     """The `PATHS` entry that `apply_layer` runs for `plan` with the current constants."""
     if plan.dense and plan.gathered:
         return "gathered"
-    one_adapter = not plan.dense and len(plan.runs) == 1 and plan.runs[0][2] - plan.runs[0][1] == tokens
-    if one_adapter and tokens <= max(small_tokens, packed_lora.ONE_ADAPTER_TOKENS):
+    if packed_lora.one_adapter_slot(plan, torch.bfloat16) is not None:
         return "runs f32"
     name = "dense" if plan.dense else "runs"
     return f"{name} f32" if tokens <= small_tokens else name

@@ -414,11 +414,10 @@ def apply_layer(
     x: torch.Tensor, y: torch.Tensor, layer: PackedLayer, plan: BatchPlan, scale: float, cache: PackedCache
 ) -> None:
     """`lora_linear` with the layer already packed (x: [T, d_in], y: [T, d_out])."""
-    runs, n = plan.runs, x.shape[0]
-    one_adapter = not plan.dense and len(runs) == 1 and runs[0][2] - runs[0][1] == n
-    if one_adapter and n <= max(SMALL_TOKENS, ONE_ADAPTER_TOKENS) and y.dtype in _HALF:
-        if layer.live[runs[0][0]]:
-            _add_one_adapter(x, y, layer, runs[0][0], scale, cache)
+    slot = one_adapter_slot(plan, y.dtype)
+    if slot is not None:
+        if layer.live[slot]:
+            _add_one_adapter(x, y, layer, slot, scale, cache)
         return
     slots = tuple(s for s in plan.slots if layer.live[s])
     if not slots:
@@ -448,6 +447,15 @@ def apply_layer(
             if scale != 1.0:
                 h *= scale
             _add_expand(out[start:end], h, layer.b[slot])
+
+
+def one_adapter_slot(plan: BatchPlan, dtype: torch.dtype) -> int | None:
+    """The slot when `_add_one_adapter` serves this batch: every token through one adapter, at
+    most ONE_ADAPTER_TOKENS (or SMALL_TOKENS) tokens, a bf16/fp16 layer; else None."""
+    runs, n = plan.runs, plan.indices.shape[0]
+    if plan.dense or len(runs) != 1 or runs[0][2] - runs[0][1] != n:
+        return None
+    return runs[0][0] if n <= max(SMALL_TOKENS, ONE_ADAPTER_TOKENS) and dtype in _HALF else None
 
 
 def _add_one_adapter(
