@@ -21,6 +21,7 @@ import torch
 
 from .adapter import (
     DEFAULT_MAX_DESCRIPTION_CHARS,
+    HostCopier,
     adapter_config,
     adapter_id,
     adapter_tensors,
@@ -29,8 +30,9 @@ from .adapter import (
 )
 from .checkpoint import check_base_compatible, hypernet_digest, load_hypernet
 from .confidence import ConfidenceIndex, load_confidence
+from .cuda_graphs import ShapeGraphs
 from .encoders import DescriptionEncoder, load_encoder
-from .hypernet import HyperLoRA
+from .hypernet import HyperLoRA, LoraFactors
 from .routing import Router, load_router
 from .target_spec import read_base_config
 
@@ -78,6 +80,7 @@ class AdapterGenerator:
         max_description_chars: int = DEFAULT_MAX_DESCRIPTION_CHARS,
         confidence_index: ConfidenceIndex | None = None,
         router: Router | None = None,
+        cuda_graphs: bool = True,
     ):
         if dtype not in DTYPES:
             raise ValueError(f"adapter dtype {dtype!r} unknown; choose from {', '.join(DTYPES)}")
@@ -97,6 +100,10 @@ class AdapterGenerator:
         self.router = router
         self._encoded: OrderedDict[str, torch.Tensor] = OrderedDict()  # text -> [enc_dim], ENCODED_MEMO newest
         self._encoded_lock = threading.Lock()
+        # On CUDA one description's hypernetwork pass replays a CUDA graph (cuda_graphs.py).
+        on_cuda = next(hypernet.parameters()).device.type == "cuda"
+        self._hypernet_graph = ShapeGraphs(self._factor_tensors, max_graphs=1) if on_cuda and cuda_graphs else None
+        self._to_host = HostCopier()
         # Computed once: the hypernetwork is immutable while it serves.
         self.digest = hypernet_digest(hypernet)
         self.peft_config = adapter_config(hypernet.config, base_model_name)
@@ -114,7 +121,8 @@ class AdapterGenerator:
         base_cfg = read_base_config(base_model_dir)
         hypernet = load_hypernet(hypernet_dir, device=device)
         check_base_compatible(hypernet.config, base_cfg, base_name=str(base_model_dir))
-        encoder = load_encoder(hypernet.config.encoder, base_model_dir, device=device)
+        encoder = load_encoder(hypernet.config.encoder, base_model_dir, device=device,
+                               cuda_graphs=kwargs.get("cuda_graphs", True))
         kwargs.setdefault("confidence_index", load_confidence(hypernet_dir))
         kwargs.setdefault("router", load_router(hypernet_dir))
         return cls(hypernet, encoder, base_model_name or str(base_model_dir), **kwargs)
@@ -171,7 +179,7 @@ class AdapterGenerator:
         # description's weights would differ in the last bits depending on what
         # it was batched with, and adapters must be byte-identical for the
         # same (description, checkpoint). Training uses the batched forward.
-        per_text = [self.hypernet(emb[i : i + 1]) for i in range(len(texts))]
+        per_text = [self._hypernet_pass(emb[i : i + 1]) for i in range(len(texts))]
         t2 = time.perf_counter()
         timings.encode_ms = (t1 - t0) * 1e3
         timings.hypernet_ms = (t2 - t1) * 1e3
@@ -181,7 +189,7 @@ class AdapterGenerator:
             GeneratedAdapter(
                 adapter_id=adapter_id(text, self.digest),
                 description=text,
-                tensors=adapter_tensors(per_text[i], config, self.dtype),
+                tensors=adapter_tensors(per_text[i], config, self.dtype, self._to_host),
                 peft_config=self.peft_config,
                 timings=timings,
                 confidence=scores[i],
@@ -189,6 +197,33 @@ class AdapterGenerator:
             )
             for i, text in enumerate(texts)
         ]
+
+    def capture_graphs(self) -> int:
+        """On CUDA, capture every graph generation will replay now (start-up) rather than on first use.
+
+        Returns the number of graphs; 0 on the CPU.
+        """
+        if self._hypernet_graph is None and self.encoder.graphs is None:
+            return 0
+        count = self.encoder.capture_graphs()
+        if self._hypernet_graph is not None:
+            with torch.inference_mode():
+                dev = next(self.hypernet.parameters()).device
+                self._hypernet_graph(torch.zeros(1, self.encoder.dim, device=dev))
+            count += len(self._hypernet_graph)
+        return count
+
+    def _hypernet_pass(self, emb: torch.Tensor) -> LoraFactors:
+        """emb [1, enc_dim] -> the factors of one adapter, from the CUDA graph where there is one."""
+        if self._hypernet_graph is None:
+            return self.hypernet(emb)
+        flat = self._hypernet_graph(emb)  # (A, B) per module, in config order
+        names = [m.name for m in self.hypernet.config.target.modules]
+        return LoraFactors({n: (flat[2 * j], flat[2 * j + 1]) for j, n in enumerate(names)}, self.hypernet.config.scaling)
+
+    def _factor_tensors(self, emb: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        factors = self.hypernet(emb).factors
+        return tuple(t for m in self.hypernet.config.target.modules for t in factors[m.name])
 
     def write(self, adapter: GeneratedAdapter, root: str | Path) -> Path:
         """Write one adapter to `root/<adapter_id>/`; returns the folder."""

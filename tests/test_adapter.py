@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from t2l_vllm.adapter import (
+    HostCopier,
     adapter_id,
     normalize_description,
     validate_adapter_id,
 )
+from t2l_vllm.cuda_graphs import ShapeGraphs
 
 
 def test_normalisation():
@@ -88,3 +90,22 @@ def test_generate_rejects_bad_input(tiny_generator):
         tiny_generator.generate([])
     with pytest.raises(ValueError, match="empty or whitespace only"):
         tiny_generator.generate(["ok", "   "])
+
+
+def test_host_copier_on_the_cpu_only_casts():
+    src = [torch.randn(3, 4), torch.randn(2, 5, 2)]
+    out = HostCopier()(src, torch.bfloat16)
+    assert [o.shape for o in out] == [s.shape for s in src]
+    assert all(o.dtype == torch.bfloat16 and torch.equal(o, s.to(torch.bfloat16)) for o, s in zip(out, src))
+
+
+def test_cpu_generation_uses_no_cuda_graphs(tiny_generator):
+    assert tiny_generator.encoder.graphs is None
+    assert tiny_generator.capture_graphs() == 0
+
+
+def test_shape_graphs_refuse_what_they_cannot_replay():
+    with pytest.raises(ValueError, match="CUDA tensors"):
+        ShapeGraphs(lambda x: (x * 2,))(torch.ones(2))
+    with pytest.raises(ValueError, match="max_graphs"):
+        ShapeGraphs(lambda x: (x,), max_graphs=0)

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from benchmarks import flood_bench, hypernet_bench, serve_bench
+from benchmarks import flood_bench, gpu_check, hypernet_bench, serve_bench
 from tests.server_utils import ROOT, running_tiny_server
 
 API_KEY = "bench-key"
@@ -250,3 +250,19 @@ def test_send_one_times_every_token(server, endpoint):
         assert 0 <= r.empty_text_tokens <= r.output_tokens
         assert r.tpot_s is not None and r.tpot_s >= 0
         assert len(r.text_itl_s) <= r.output_tokens - 1
+
+
+def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
+    """The GPU script runs only where a device is lent: keep it working (CPU against CPU, so errors are 0)."""
+    encoder = tmp_path / "encoder-no-weights"  # as carried to the device: config and tokenizer only
+    assert gpu_check.main(["--export-encoder", str(encoder)])["ok"]
+    assert not any((encoder / name).exists() for name in gpu_check.WEIGHT_FILES)
+    report = gpu_check.main(["--device", "cpu", "--repeats", "1", "--warmup", "0", "--batch", "1",
+                             "--check-descriptions", "1", "--peft-layers", "1", "--encoder", str(encoder),
+                             "--out-dir", str(tmp_path / "out")])
+    assert report["ok"] and "seeded random weights" in report["encoder"]
+    assert report["check"]["max_rel_err_factors"] == 0 and report["check"]["max_rel_err_update"] == 0
+    assert report["peft"]["max_abs_logit_change"] > 0 and report["peft"]["max_rel_err_change"] == 0
+    assert report["timing"]["single_p50_ms"] > 0 and report["eager_timing"] is None  # CUDA-only parts skipped
+    assert json.loads((tmp_path / "out" / "gpu_check.json").read_text())["ok"]
+    assert "| generate, 1 description per call" in (tmp_path / "out" / "gpu_check.md").read_text()

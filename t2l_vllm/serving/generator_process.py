@@ -67,6 +67,7 @@ def _child_main(conn, spec: GeneratorSpec) -> None:
     try:
         gen = AdapterGenerator.from_pretrained(spec.hypernet_dir, spec.base_model_dir, base_model_name=spec.base_model_name,
                                                device=spec.device, **kwargs)
+        gen.capture_graphs()  # CUDA graphs before "ready", not on the first requests; no-op on the CPU
     except Exception as e:  # the parent raises it
         conn.send_bytes(pickle.dumps(("error", _picklable(e))))
         return

@@ -756,7 +756,9 @@ def build_service(serving_models, engine_client, args: Namespace) -> AdapterServ
         device=config.device,
         max_description_chars=config.max_description_chars,
     )
-    if worker is not None:
+    if worker is None:
+        generator.capture_graphs()  # CUDA graphs now, not on the first requests; no-op on the CPU
+    else:
         worker.expected_digest = generator.digest
         worker.wait_ready()
         logger.info("t2l-vllm: adapter generator in child process pid %d", worker.pid)
