@@ -12,7 +12,8 @@ setup(
     description="Text-to-LoRA adapters generated on the fly and served by vLLM",
     python_requires=">=3.11",
     packages=find_packages(include=["t2l_vllm", "t2l_vllm.*"]),
-    package_data={"t2l_vllm": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors", "serving/static/*"]},
+    package_data={"t2l_vllm": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors", "serving/static/*",
+                              "cpu_lora/csrc/*.cpp"]},
     install_requires=[
         "torch",
         "transformers>=4.57",

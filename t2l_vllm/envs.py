@@ -36,3 +36,11 @@ def lora_ops() -> str:
     if value not in ("t2l", "vllm"):
         raise ValueError(f"T2L_VLLM_LORA_OPS must be 't2l' or 'vllm', got {value!r}")
     return value
+
+
+def fused_lora() -> bool:
+    """`T2L_VLLM_FUSED`: "1" (default) uses the compiled LoRA op where it is built, "0" the torch ops."""
+    value = get("T2L_VLLM_FUSED") or "1"
+    if value not in ("0", "1"):
+        raise ValueError(f"T2L_VLLM_FUSED must be '0' or '1', got {value!r}")
+    return value == "1"

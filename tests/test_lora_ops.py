@@ -3,6 +3,8 @@
 Tolerances: float32 rtol/atol 1e-5; bfloat16 / float16 outputs 2e-2 (the sum
 order differs: one GEMM per adapter vs a per-token einsum). Tokens with index
 -1 must be left exactly as they were (vLLM's ops run them through the last slot).
+Every test runs twice: on the pure-torch paths and with the compiled op
+(`t2l_vllm/cpu_lora/fused.py`) taking the batches it serves.
 """
 
 import dataclasses
@@ -12,10 +14,20 @@ import pytest
 import torch
 from vllm.lora.ops import torch_ops as vllm_ops
 
+from t2l_vllm.cpu_lora import fused as fused_op
 from t2l_vllm.cpu_lora import grouped_ops as lora_ops
 from t2l_vllm.cpu_lora import packed as packed_lora
 
 TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 2e-2}
+
+
+@pytest.fixture(autouse=True, params=["torch", "fused"])
+def lora_path(request, monkeypatch):
+    """T2L_VLLM_FUSED off, then on. The compiled op must be there: scripts/install.sh builds it."""
+    monkeypatch.setenv("T2L_VLLM_FUSED", "1" if request.param == "fused" else "0")
+    if request.param == "fused":
+        assert fused_op.op() is not None, "compiled LoRA op not built: run .venv/bin/python -m t2l_vllm.cpu_lora.fused"
+    return request.param
 
 
 def layout(gen, num_tokens, num_slots, with_base, kind):
@@ -311,11 +323,18 @@ def test_a_written_slot_is_reread_alone_and_matches_a_rebuild(dtype):
         for i in (0, 2):
             a_stacks[i][slot] = torch.randn(a_stacks[i][slot].shape, generator=gen).to(dtype) if new_a else 0
             b_stacks[i][slot] = torch.randn(b_stacks[i][slot].shape, generator=gen).to(dtype) if new_b else 0
+        fused_before = dict(cache._fused)
         cache.slots_written([slot])
         layer = cache.layer(a_stacks, b_stacks, output_slices, dtype)
         assert layer.a is before.a, "re-read in place, not rebuilt"
-        assert_same_layer(layer, packed_lora.PackedLayer.build(a_stacks, b_stacks, output_slices, dtype))
+        built = packed_lora.PackedLayer.build(a_stacks, b_stacks, output_slices, dtype)
+        assert_same_layer(layer, built)
         assert layer.live[slot] == new_a
+        if fused_before:  # the compiled op's float32 copy: the written slot re-read in place too
+            a32, b32 = cache.fused_factors(layer)
+            assert any(a32 is old[1] for old in fused_before.values()), "fused factors re-read, not rebuilt"
+            fresh = packed_lora.PackedCache().fused_factors(built)
+            assert torch.equal(a32, fresh[0]) and torch.equal(b32, fresh[1])
         run_all()
 
 
@@ -369,7 +388,7 @@ def test_nonzero_follows_written_slots():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("n_tok", [1, 2, packed_lora.SMALL_TOKENS, packed_lora.SMALL_TOKENS + 1])
 @pytest.mark.parametrize("dense", [False, True])
-def test_small_batches_match_vllm_shrink_then_expand(dtype, n_tok, dense):
+def test_small_batches_match_vllm_shrink_then_expand(dtype, n_tok, dense, lora_path):
     """The small-batch path (float32 factors for bf16/fp16 layers, up to SMALL_TOKENS tokens) == vLLM's ops."""
     idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(dtype, "round-robin")
     idx, x, y0 = idx[:n_tok].clone(), x[:n_tok].clone(), y0[:n_tok].clone()
@@ -382,15 +401,17 @@ def test_small_batches_match_vllm_shrink_then_expand(dtype, n_tok, dense):
     check(ours, ref, y0, idx, dtype)
     assert ours.dtype == dtype
     small = n_tok <= packed_lora.SMALL_TOKENS and dtype != torch.float32
+    fused = lora_path == "fused" and packed_lora._fused_serves(plan)
     # the float32 copies exist exactly when a small-batch path ran (one adapter: that slot's only)
-    assert bool(cache._float or cache._slots) == small
+    assert bool(cache._float or cache._slots) == (small and not fused)
+    assert bool(cache._fused) == fused
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("n_tok", [1, 2, packed_lora.SMALL_TOKENS, packed_lora.ONE_ADAPTER_TOKENS])
 @pytest.mark.parametrize("slot", [0, 1, 3, 4, 5])
 @pytest.mark.parametrize("qv", [False, True])
-def test_one_adapter_small_batches_match_vllm(dtype, n_tok, slot, qv):
+def test_one_adapter_small_batches_match_vllm(dtype, n_tok, slot, qv, lora_path):
     """Every token through one adapter (one decode stream): the per-slot float32 factors == vLLM's
     ops, for slots without weights in some slice (1, 4), A without B (5), and q/v-only layers."""
     idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(dtype, "one", n_tok=n_tok)
@@ -401,7 +422,10 @@ def test_one_adapter_small_batches_match_vllm(dtype, n_tok, slot, qv):
     plan, cache, ours = packed_lora.BatchPlan.from_indices(idx), packed_lora.PackedCache(), y0.clone()
     assert packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, 0.5, plan, cache)
     check(ours, vllm_linear(idx, x, a_stacks, b_stacks, output_slices, y0, 0.5), y0, idx, dtype)
-    assert list(cache._slots.values())[0][1].keys() == {slot} and not cache._float
+    if lora_path == "fused":
+        assert not cache._slots and not cache._float
+    else:
+        assert list(cache._slots.values())[0][1].keys() == {slot} and not cache._float
 
 
 def test_one_adapter_path_stops_at_its_token_limit():
@@ -435,7 +459,7 @@ def gathered_plan(idx):
 @pytest.mark.parametrize("kind", ["one", "round-robin", "mixed", "skewed"])
 @pytest.mark.parametrize("scale", [1.0, 0.25])
 @pytest.mark.parametrize("qv", [False, True])
-def test_gathered_path_matches_vllm_shrink_then_expand(dtype, n_tok, slots, kind, scale, qv):
+def test_gathered_path_matches_vllm_shrink_then_expand(dtype, n_tok, slots, kind, scale, qv, lora_path):
     """Per-token float32 factors == vLLM's add_lora_linear: -1 tokens, dead slices and slots included.
     qv: no slot targets the middle slice (k_proj)."""
     if kind == "skewed" and n_tok < 6:
@@ -449,7 +473,8 @@ def test_gathered_path_matches_vllm_shrink_then_expand(dtype, n_tok, slots, kind
     cache, ours = packed_lora.PackedCache(), y0.clone()
     assert packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, scale, gathered_plan(idx), cache)
     check(ours, ref, y0, idx, dtype)
-    assert ours.dtype == dtype and len(cache._gathered) == (1 if (idx >= 0).any() else 0)
+    gathered = lora_path == "torch" and bool((idx >= 0).any())  # the compiled op takes these batches
+    assert ours.dtype == dtype and len(cache._gathered) == int(gathered)
 
 
 def test_gathered_factors_skip_dead_slices_and_follow_the_plan():
@@ -487,3 +512,21 @@ def test_batch_plan_gathers_for_many_adapters_in_short_runs():
     assert big.dense and not big.gathered
     prefill = packed_lora.BatchPlan.from_indices(torch.arange(many).repeat_interleave(packed_lora.RUN_COST))
     assert not prefill.dense and not prefill.gathered
+
+
+def test_fused_op_refuses_what_it_cannot_compute(lora_path):
+    """Bad shapes are a RuntimeError from the op's checks, never a read past a buffer."""
+    if lora_path != "fused":
+        pytest.skip("the compiled op itself")
+    op = fused_op.op()
+    y, x = torch.zeros(2, 8), torch.zeros(2, 4)
+    a, b = torch.zeros(3, 2, 4), torch.zeros(3, 2 * 8)
+    op(y, x, a, b, torch.tensor([0, -1]), [0], [8], [2], 1.0)  # well formed: runs
+    with pytest.raises(RuntimeError, match="slot out of range"):
+        op(y, x, a, b, torch.tensor([0, 3]), [0], [8], [2], 1.0)
+    with pytest.raises(RuntimeError, match="slice outside y"):
+        op(y, x, a, b, torch.tensor([0, 0]), [4], [8], [2], 1.0)
+    with pytest.raises(RuntimeError, match="do not match"):
+        op(y, x, a, b, torch.tensor([0, 0]), [0], [8], [3], 1.0)
+    with pytest.raises(RuntimeError, match="float32"):
+        op(y, x, a.double(), b, torch.tensor([0, 0]), [0], [8], [2], 1.0)

@@ -18,6 +18,9 @@ is planned once (`BatchPlan`), so that a layer costs:
         y[s:e, c0:c1] += (x[s:e] @ A[slot].T) @ B[slot]   per run of one adapter
     one adapter, at most ONE_ADAPTER_TOKENS tokens (one decode stream, a short prefill):
         the run path on the slot's own float32 factors, kept laid out for the two GEMMs
+    fused (where the compiled op is built, fused.py): what the dense, gathered and
+        one-adapter paths would serve, in one call per layer on float32 copies of the
+        factors, each token reading only its own adapter's
 
 U: adapters used in the batch and live in this layer; k = live slices x rank.
 The dense path spends U times the arithmetic of an exact grouping, which is
@@ -47,6 +50,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import fused as fused_op
 from .grouped_ops import slot_weights
 
 # Cost of one run's GEMM pair, in units of the dense path's cost per token and
@@ -226,7 +230,8 @@ class BatchPlan:
     slots: the distinct slots in use, ascending.
     dense: whether layers take one pass over all tokens rather than one GEMM pair per run;
     gathered: with `dense`, whether that pass uses per-token factors rather than masked GEMMs.
-    key: the indices as a tuple when `gathered` (the per-token factors are cached under it).
+    key: the indices as a tuple when `gathered` (the per-token factors are cached under it);
+    fused: the compiled op (fused.py) when it is built and on, else None: looked up once per batch.
     """
 
     indices: torch.Tensor
@@ -235,6 +240,7 @@ class BatchPlan:
     dense: bool
     gathered: bool = False
     key: tuple[int, ...] = ()
+    fused: object = field(default=None, compare=False, repr=False)
     _masks: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -242,6 +248,9 @@ class BatchPlan:
         n = indices.shape[0]
         if n == 0:
             return cls(indices, (), (), False)
+        op = fused_op.op()
+        if op is not None:
+            indices = indices.to(torch.long).contiguous()
         starts = torch.ones(n, dtype=torch.bool)
         starts[1:] = indices[1:] != indices[:-1]
         bounds = starts.nonzero().squeeze(1).tolist() + [n]
@@ -250,7 +259,7 @@ class BatchPlan:
         slots = tuple(sorted({slot for slot, _, _ in runs}))
         dense = len(runs) > 1 and len(runs) * RUN_COST > n * len(slots)
         gathered = dense and n <= GATHER_TOKENS and n <= GATHER_SHARE * len(slots)
-        return cls(indices, runs, slots, dense, gathered, tuple(indices.tolist()) if gathered else ())
+        return cls(indices, runs, slots, dense, gathered, tuple(indices.tolist()) if gathered else (), op)
 
     def mask(
         self, slots: tuple[int, ...], block: int, scale: float, dtype: torch.dtype, copies: int = 1
@@ -288,6 +297,8 @@ class PackedCache:
         self._columns: dict[int, tuple[PackedLayer, torch.Tensor]] = {}  # id(layer) -> (layer, layer.columns())
         # id(layer) -> (layer, {slot: (A^T [d_in, k], B [k, c1 - c0]) float32}): one-adapter small batches
         self._slots: dict[int, tuple[PackedLayer, dict[int, tuple[torch.Tensor, torch.Tensor]]]] = {}
+        # id(layer) -> (layer, A [slots, k, d_in], B blocks [slots, sum of rank x width]) float32: the fused op
+        self._fused: dict[int, tuple[PackedLayer, torch.Tensor, torch.Tensor]] = {}
 
     def clear(self) -> None:
         self._layers.clear()
@@ -298,6 +309,7 @@ class PackedCache:
         self._gathered.clear()
         self._columns.clear()
         self._slots.clear()
+        self._fused.clear()
 
     def slots_written(self, slots) -> None:
         """`slots` of every layer's stacks were rewritten (an adapter moved into them)."""
@@ -310,8 +322,17 @@ class PackedCache:
 
     def _forget(self, layer: PackedLayer | None) -> None:
         """Drop what was derived from `layer` (it has been replaced)."""
-        for derived in (self._selected, self._float, self._gathered, self._columns, self._slots):
+        for derived in (self._selected, self._float, self._gathered, self._columns, self._slots, self._fused):
             derived.pop(id(layer), None)
+
+    def fused_factors(self, layer: PackedLayer) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every slot's float32 factors as the fused op reads them (kept until the layer changes;
+        a refreshed layer re-reads only its written slots, see `layer`):
+        A [slots, k, d_in] and B [slots, sum over live slices of rank x width], slice after slice."""
+        hit = self._fused.get(id(layer))
+        if hit is None:
+            hit = self._fused[id(layer)] = (layer, layer.a.float().contiguous(), _fused_b(layer, slice(None)))
+        return hit[1], hit[2]
 
     def as_float(self, layer: PackedLayer) -> PackedLayer:
         """`layer` with float32 factors, for the small-batch path (kept until the layer changes)."""
@@ -344,12 +365,25 @@ class PackedCache:
                 layer = stale.refreshed(slots, a_stacks, b_stacks, output_slices)
                 if layer is None:  # a written slot has weights in a slice no slot had: a new layout
                     layer = PackedLayer.build(a_stacks, b_stacks, output_slices, dtype)
+                else:
+                    self._refresh_fused(stale, layer, slots)
             self._forget(stale)
             hit = self._layers[key] = (hit[0], layer, self._version)
         elif hit is None:
             layer = PackedLayer.build(a_stacks, b_stacks, output_slices, dtype)
             hit = self._layers[key] = ((a_stacks, b_stacks), layer, self._version)
         return hit[1]
+
+    def _refresh_fused(self, stale: PackedLayer, layer: PackedLayer, slots: tuple[int, ...]) -> None:
+        """Keep `stale`'s fused factors for its refreshed successor: re-read only `slots`."""
+        hit = self._fused.get(id(stale))
+        if hit is None:
+            return
+        _, a32, b32 = hit
+        index = torch.tensor(slots, dtype=torch.long)
+        a32[index] = layer.a[index].float()
+        b32[index] = _fused_b(layer, index)
+        self._fused[id(layer)] = (layer, a32, b32)
 
     def selected(self, layer: PackedLayer, slots: tuple[int, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         hit = self._selected.get(id(layer))
@@ -373,6 +407,17 @@ class PackedCache:
         if hit is None:
             hit = self._nonzero[id(weights)] = (weights, slot_weights(weights).flatten(1).any(1))
         return bool(hit[1].any())
+
+
+def _fused_b(layer: PackedLayer, slots) -> torch.Tensor:
+    """The B blocks of `slots` (an index or slice over slots) as the fused op reads them:
+    [n, sum over live slices of rank x width] float32, slice after slice, each [rank, width]."""
+    b = layer.b[slots]  # [n, k, c1 - c0]
+    rank = b.shape[1] // len(layer.pieces)
+    return torch.cat([
+        b[:, i * rank : (i + 1) * rank, col : col + width].float().reshape(b.shape[0], -1)
+        for i, (col, width) in enumerate(layer.pieces)
+    ], dim=1).contiguous()
 
 
 def _slot_has_weights(a_stacks, b_stacks, output_slices, slot: int) -> bool:
@@ -414,6 +459,9 @@ def apply_layer(
     x: torch.Tensor, y: torch.Tensor, layer: PackedLayer, plan: BatchPlan, scale: float, cache: PackedCache
 ) -> None:
     """`lora_linear` with the layer already packed (x: [T, d_in], y: [T, d_out])."""
+    if plan.fused is not None and y.stride(1) == 1 and _fused_serves(plan):
+        _add_fused(x, y, layer, plan, scale, cache)
+        return
     slot = one_adapter_slot(plan, y.dtype)
     if slot is not None:
         if layer.live[slot]:
@@ -447,6 +495,36 @@ def apply_layer(
             if scale != 1.0:
                 h *= scale
             _add_expand(out[start:end], h, layer.b[slot])
+
+
+def _fused_serves(plan: BatchPlan) -> bool:
+    """Whether the fused op takes this batch: every batch the dense rule picks (many short runs:
+    each token reads only its own factors), and one adapter's batch of at most
+    ONE_ADAPTER_TOKENS tokens. Long runs keep their GEMMs (one run of 64 tokens and more is
+    faster as two GEMMs: benchmarks/small_batch_lora.py)."""
+    if plan.dense:
+        return True
+    runs = plan.runs
+    return len(runs) == 1 and runs[0][2] - runs[0][1] == plan.indices.shape[0] <= ONE_ADAPTER_TOKENS
+
+
+def _add_fused(
+    x: torch.Tensor, y: torch.Tensor, layer: PackedLayer, plan: BatchPlan, scale: float, cache: PackedCache
+) -> None:
+    """y[t, slice] += scale * (x[t] @ A_t.T) @ B_t, every token through its own slot, in one call of
+    the compiled op: shrink in float32 rounded to y's dtype, expand in float32, each sum rounded
+    once (the numerics of the gathered and one-adapter paths)."""
+    if len(plan.runs) == 1 and not layer.live[plan.runs[0][0]]:
+        return  # one adapter with no weights here: nothing to add
+    a32, b32 = cache.fused_factors(layer)
+    c0 = layer.cols[0]
+    rank = layer.a.shape[1] // len(layer.pieces)
+    if x.dtype != y.dtype:
+        x = x.to(y.dtype)
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    plan.fused(y, x, a32, b32, plan.indices, [c0 + col for col, _ in layer.pieces],
+               [width for _, width in layer.pieces], [rank] * len(layer.pieces), scale)
 
 
 def one_adapter_slot(plan: BatchPlan, dtype: torch.dtype) -> int | None:
