@@ -6,8 +6,8 @@ of SmolLM2-135M, 30 layers in turn, one thread (`benchmarks/small_batch_lora.py`
 "The compiled LoRA op"): one token, 9.8 us against 23.3 us for the one-adapter torch path;
 32 tokens over 32 adapters, 99 us against 279 us for the masked GEMMs.
 
-Built with torch's C++ extension loader (g++ and ninja, both present where vLLM's CPU wheel
-installs) into the cache folder, once per source, torch version and machine; `build()` is run
+Built with torch's C++ extension loader (ninja comes with vLLM's CPU wheel, g++ from the
+system) into the cache folder, once per source, torch version and machine; `build()` is run
 by `scripts/install.sh` and by `t2l-vllm serve` before vLLM starts, so an engine process only
 loads the finished library (`op()`), never compiles. Where it cannot be built or loaded,
 `op()` returns None and the pure-torch paths in packed.py run instead.
@@ -38,16 +38,21 @@ FLAGS = ("-O3", "-march=native", "-fopenmp-simd")
 _loaded: dict[str, Callable | None] = {}
 
 
-@functools.cache
 def build_dir() -> Path:
-    """Where the library lives: one folder per (source, flags, torch, machine, CPU model)."""
+    """Where the library lives: one folder per (source, flags, torch, machine, CPU model) under
+    the cache folder (read now: T2L_VLLM_CACHE may differ between calls)."""
+    return envs.cache_dir() / "ext" / f"lora_add-{_build_tag()}"
+
+
+@functools.cache
+def _build_tag() -> str:
     h = hashlib.sha256()
     h.update(SOURCE.read_bytes())
     h.update(" ".join(FLAGS).encode())
     h.update(torch.__version__.encode())
     h.update(platform.machine().encode())
     h.update(_cpu_model().encode())  # -march=native: a library built for one CPU may not run on another
-    return envs.cache_dir() / "ext" / f"lora_add-{h.hexdigest()[:16]}"
+    return h.hexdigest()[:16]
 
 
 def _cpu_model() -> str:
@@ -113,7 +118,8 @@ def main() -> None:
     try:
         print(build())
     except Exception as e:  # the pure-torch paths still work: say so, do not fail the install
-        print(f"t2l-vllm: fused LoRA op not built ({type(e).__name__}: {e}); the torch ops will be used")
+        print(f"t2l-vllm: fused LoRA op not built ({type(e).__name__}: {e}); the torch ops will be used",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":
