@@ -11,7 +11,7 @@ Replays run the same kernels on the same shapes, so a description gives the
 same bits on every call, as adapter ids require (checked on an H200 by
 benchmarks/gpu_check.py, also across generators captured apart). They are
 not the bits of an eager pass: capture picks other kernels for some ops (an
-H200: adapters differ by up to one bf16 step), so a server uses one path or
+H200: bf16 adapter values differ by up to 0.0156), so a server uses one path or
 the other throughout. The CPU path never uses this module.
 """
 
