@@ -99,22 +99,25 @@ def encoder_source(folder: str, work_dir: Path, seed: int = 0) -> tuple[str, str
     from transformers import AutoConfig, AutoModel
 
     out = work_dir / "encoder"
-    out.mkdir()
-    for name in ENCODER_TEXT_FILES:
-        if (src / name).is_file():
-            (out / name).write_bytes((src / name).read_bytes())
+    _copy_text_files(src, out)
     torch.manual_seed(seed)
     AutoModel.from_config(AutoConfig.from_pretrained(str(src))).save_pretrained(str(out))
     return str(out), f"{src} architecture and tokenizer, seeded random weights"
+
+
+def _copy_text_files(src: Path, out: Path) -> None:
+    """An encoder folder's config and tokenizer files (those it has) from `src` into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ENCODER_TEXT_FILES:
+        if (src / name).is_file():
+            (out / name).write_bytes((src / name).read_bytes())
 
 
 def export_encoder(out: Path) -> dict:
     """The embedded encoder's text files into `out` (what --encoder needs on a machine without the package)."""
     from t2l_vllm.defaults import default_encoder_dir
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ENCODER_TEXT_FILES:
-        (out / name).write_bytes((default_encoder_dir() / name).read_bytes())
+    _copy_text_files(default_encoder_dir(), out)
     print(f"wrote {', '.join(ENCODER_TEXT_FILES)} to {out}")
     return {"ok": True, "exported": str(out)}
 

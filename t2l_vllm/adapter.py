@@ -92,7 +92,7 @@ class HostCopier:
     CPU copy into memory the caller owns. Measured on an H200 for a
     7B-shaped adapter (6.8 MB bf16, benchmarks/gpu_check.py): a copy straight
     into fresh pageable memory took ~4 ms while earlier adapters were still
-    held (as a batch holds them), this way ~0.5 ms; a fresh pinned buffer per
+    held (as a batch holds them), this way 0.71 ms; a fresh pinned buffer per
     adapter would be faster still but keeps page-locked memory for every
     adapter in flight. The results are non-overlapping views of one buffer,
     which safetensors writes as separate tensors. Thread-safe.

@@ -203,9 +203,7 @@ class AdapterGenerator:
 
         Returns the number of graphs; 0 on the CPU.
         """
-        if self._hypernet_graph is None and self.encoder.graphs is None:
-            return 0
-        count = self.encoder.capture_graphs()
+        count = self.encoder.capture_graphs()  # 0 without graphs
         if self._hypernet_graph is not None:
             with torch.inference_mode():
                 dev = next(self.hypernet.parameters()).device
