@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/lora_load_bench.py [--n 20]            # folder load only, no engine
     .venv/bin/python benchmarks/lora_load_bench.py --engine [--n 12]   # first step, in-process engine
     .venv/bin/python benchmarks/lora_load_bench.py --decode [--n 10]   # one stream's decode steps
+    .venv/bin/python benchmarks/lora_load_bench.py --decode --streams 32   # 32 sequences, 32 adapters
 
 An adapter registered by name (serving/vllm_plugin.py) is loaded by vLLM's worker
 when its first request is scheduled, inside that engine step. Folders are written
@@ -25,8 +26,11 @@ they are in a server.
 
 With --decode: the same engine, one prompt decoded for 64 tokens without an adapter
 and through one, alternating, --n rounds; the median `execute_model` time of the decode
-steps of each (the LoRA cost of one stream, without the API server's noise). Reads vLLM
-internals, so it may need updating with vLLM.
+steps of each (the LoRA cost of one stream, without the API server's noise), and how much
+of a step is spent inside our LoRA layers (their Python entry, the op included). With
+--streams N: N prompts at once, each through its own adapter (--max-loras N, so all share
+every decode step), against the same N prompts without adapters. Reads vLLM internals, so
+it may need updating with vLLM.
 """
 
 from __future__ import annotations
@@ -142,8 +146,9 @@ def first_step(n: int) -> None:
     print(f"cold - warm request: {cold - warm:.1f} ms")
 
 
-def decode_steps(rounds: int) -> None:
-    """Median decode step of one stream through an adapter and without one, same LoRA engine."""
+def decode_steps(rounds: int, streams: int = 1) -> None:
+    """Median decode step of `streams` sequences, each through its own adapter, and without
+    adapters, same LoRA engine."""
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     from vllm import LLM, SamplingParams
@@ -151,27 +156,36 @@ def decode_steps(rounds: int) -> None:
     from vllm.v1.worker import cpu_model_runner
 
     from t2l_vllm import defaults
+    from t2l_vllm.cpu_lora import vllm_install
 
-    steps: list[float] = []
+    steps: list[tuple[float, float]] = []  # per model step: (ms, of which ms inside our LoRA layers)
+    inside = [0.0]
     with tempfile.TemporaryDirectory() as work:
-        [path], modules = make_folders(1, Path(work))
+        paths, modules = make_folders(streams, Path(work))
         llm = LLM(model=str(defaults.default_base_model_dir()), dtype="bfloat16", max_model_len=1024, seed=0,
-                  enable_lora=True, max_loras=8, max_lora_rank=8, lora_target_modules=sorted(modules))
-        time_calls(cpu_model_runner.CPUModelRunner, "execute_model", steps.append)
+                  enable_lora=True, max_loras=max(8, streams), max_lora_rank=8, lora_target_modules=sorted(modules))
+        # Our LoRA layers' Python entry, looked up per call by the op the compiled model calls.
+        time_calls(vllm_install, "_lora_linear", lambda ms: inside.__setitem__(0, inside[0] + ms))
+        time_calls(cpu_model_runner.CPUModelRunner, "execute_model", lambda ms: steps.append((ms, inside[0])))
+        time_calls(cpu_model_runner.CPUModelRunner, "_update_states", lambda ms: inside.__setitem__(0, 0.0))
         params = SamplingParams(temperature=0, max_tokens=64, ignore_eos=True)
-        prompt = "Tell me about the sea and the river stones in a few words, please."
-        lora = LoRARequest("a", 1, path)
-        for request in (None, lora):  # compile and warm up
-            llm.generate([prompt], params, lora_request=request, use_tqdm=False)
-        times: dict[str, list[float]] = {"base": [], "adapter": []}
+        prompts = [f"Tell me about the sea and the river stones in a few words, please. ({i})" for i in range(streams)]
+        loras = [LoRARequest(f"a{i}", i + 1, path) for i, path in enumerate(paths)]
+        for request in (None, loras):  # compile and warm up
+            llm.generate(prompts, params, lora_request=request, use_tqdm=False)
+        times: dict[str, list[tuple[float, float]]] = {"base": [], "adapter": []}
         for _ in range(rounds):  # alternating, so drift in the machine's load hits both alike
-            for kind, request in (("base", None), ("adapter", lora)):
+            for kind, request in (("base", None), ("adapter", loras)):
                 steps.clear()
-                llm.generate([prompt], params, lora_request=request, use_tqdm=False)
-                times[kind] += steps[1:]  # the decode steps (the first one is the prefill)
-    base, adapter = (statistics.median(times[k]) for k in ("base", "adapter"))
-    print(f"Decode step of one stream, median of {len(times['base'])} steps each: without adapter {base:.2f} ms, "
-          f"through an adapter {adapter:.2f} ms (+{adapter - base:.2f} ms); tokens/s ratio {base / adapter:.3f}")
+                llm.generate(prompts, params, lora_request=request, use_tqdm=False)
+                times[kind] += steps[1:]  # the decode steps (the first one is the prefill of every prompt)
+    (base, base_in), (adapter, adapter_in) = (
+        tuple(statistics.median(step[i] for step in times[k]) for i in (0, 1)) for k in ("base", "adapter"))
+    who = "one stream," if streams == 1 else f"{streams} streams, each through its own adapter,"
+    print(f"Decode step of {who} median of {len(times['base'])} steps each: without adapters {base:.2f} ms, "
+          f"through adapters {adapter:.2f} ms (+{adapter - base:.2f} ms); tokens/s ratio {base / adapter:.3f}")
+    print(f"  of which inside our LoRA layers (vllm_install._lora_linear, all layers of a step): "
+          f"{base_in:.3f} ms without adapters, {adapter_in:.3f} ms through adapters")
 
 
 def main() -> None:
@@ -180,9 +194,13 @@ def main() -> None:
     p.add_argument("--engine", action="store_true", help="time the first engine step, not the folder load alone")
     p.add_argument("--decode", action="store_true",
                    help="median decode step of one stream with and without an adapter (--n rounds of 64 tokens)")
+    p.add_argument("--streams", type=int, default=1,
+                   help="with --decode: this many sequences at once, each through its own adapter")
     args = p.parse_args()
+    if args.streams < 1 or (args.streams > 1 and not args.decode):
+        p.error("--streams: a positive count, with --decode")
     if args.decode:
-        decode_steps(args.n or 10)
+        decode_steps(args.n or 10, args.streams)
     elif args.engine:
         first_step(args.n or 12)
     else:

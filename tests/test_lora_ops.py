@@ -331,10 +331,11 @@ def test_a_written_slot_is_reread_alone_and_matches_a_rebuild(dtype):
         assert_same_layer(layer, built)
         assert layer.live[slot] == new_a
         if fused_before:  # the compiled op's float32 copy: the written slot re-read in place too
-            a32, b32 = cache.fused_factors(layer)
-            assert any(a32 is old[1] for old in fused_before.values()), "fused factors re-read, not rebuilt"
+            factors = cache.fused_factors(layer)
+            assert any(factors.a is old[1].a for old in fused_before.values()), "fused factors re-read, not rebuilt"
             fresh = packed_lora.PackedCache().fused_factors(built)
-            assert torch.equal(a32, fresh[0]) and torch.equal(b32, fresh[1])
+            assert torch.equal(factors.a, fresh.a) and torch.equal(factors.b, fresh.b)
+            assert factors == dataclasses.replace(fresh, a=factors.a, b=factors.b)  # columns and live slots too
         run_all()
 
 
@@ -370,6 +371,18 @@ def test_a_layer_without_weights_stays_empty_until_a_slot_gets_some():
     cache.slots_written([1])
     layer = cache.layer(a_stacks, b_stacks, output_slices, torch.float32)
     assert layer is not None and layer.slices == (2,) and layer.live == (False, True, False, False, False, False)
+
+
+def test_a_batch_without_adapters_is_untouched_and_packs_nothing():
+    """Every token -1 (a step with no adapter request): y stays as it is, and no layer is packed
+    or looked up (the early return that keeps a LoRA engine's plain steps cheap)."""
+    idx, x, a_stacks, b_stacks, output_slices, y0 = packed_case(torch.bfloat16, "round-robin")
+    plan, cache, ours = packed_lora.BatchPlan.from_indices(torch.full_like(idx, -1)), packed_lora.PackedCache(), y0.clone()
+    assert packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, 0.5, plan, cache)
+    assert torch.equal(ours, y0)
+    assert not cache._layers and not cache._fused_by_key
+    short = packed_lora.BatchPlan.from_indices(torch.full((3,), -1))  # a plan for other tokens: not ours to take
+    assert not packed_lora.lora_linear(x, ours, a_stacks, b_stacks, output_slices, 0.5, short, cache)
 
 
 def test_nonzero_follows_written_slots():
@@ -528,5 +541,5 @@ def test_fused_op_refuses_what_it_cannot_compute(lora_path):
         op(y, x, a, b, torch.tensor([0, 0]), [4], [8], [2], 1.0)
     with pytest.raises(RuntimeError, match="do not match"):
         op(y, x, a, b, torch.tensor([0, 0]), [0], [8], [3], 1.0)
-    with pytest.raises(RuntimeError, match="float32"):
+    with pytest.raises(RuntimeError, match="in x.s dtype"):
         op(y, x, a.double(), b, torch.tensor([0, 0]), [0], [8], [2], 1.0)

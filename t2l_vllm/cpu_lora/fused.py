@@ -1,23 +1,27 @@
-"""The one compiled op of the CPU LoRA path: `t2l_fused::lora_add` (csrc/lora_add.cpp).
+"""The one compiled op of the CPU LoRA path: `t2l_fused.lora_add` (csrc/lora_add.cpp).
 
-A layer's whole multi-LoRA update in one call, each token through its own adapter's float32
+A layer's whole multi-LoRA update in one call, each token through its own adapter's
 factors. On CPU the Python ops of the same update cost more than its arithmetic. Per q/v layer
 of SmolLM2-135M, 30 layers in turn, one thread (`benchmarks/small_batch_lora.py`, README
-"The compiled LoRA op"): one token, 9.8 us against 23.3 us for the one-adapter torch path;
-32 tokens over 32 adapters, 99 us against 279 us for the masked GEMMs.
+"The compiled LoRA op", session 12): one token, 4.5 us against 23.4 us for the one-adapter
+torch path; 32 tokens over 32 adapters, 54 us against 230 us for the masked GEMMs.
 
 Built with torch's C++ extension loader (ninja comes with vLLM's CPU wheel, g++ from the
 system) into the cache folder, once per source, torch version and machine; `build()` is run
 by `scripts/install.sh` and by `t2l-vllm serve` before vLLM starts, so an engine process only
 loads the finished library (`op()`), never compiles. Where it cannot be built or loaded,
 `op()` returns None and the pure-torch paths in packed.py run instead.
-`T2L_VLLM_FUSED=0` turns it off (to compare).
+`T2L_VLLM_FUSED=0` turns it off (to compare). A Python extension module, not a torch op:
+called between layers, when the caches hold the model's weights, a torch.ops call's
+dispatch costs more than the whole update (see csrc/lora_add.cpp).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.machinery
+import importlib.util
 import logging
 import os
 import platform
@@ -83,12 +87,12 @@ def build(verbose: bool = False) -> Path:
             os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
         # The loader locks the folder, so processes building at once wait for one build.
         load(name="t2l_fused", sources=[str(SOURCE)], extra_cflags=list(FLAGS), build_directory=str(folder),
-             is_python_module=False, verbose=verbose)
+             is_python_module=True, verbose=verbose)
     return _library(folder)
 
 
 def op() -> Callable | None:
-    """`torch.ops.t2l_fused.lora_add`, or None where it is off, not built, or fails to load.
+    """`t2l_fused.lora_add` (csrc/lora_add.cpp), or None where it is off, not built, or fails to load.
 
     Never compiles (an engine step must not wait for g++): the library comes from `build()`.
     """
@@ -101,16 +105,17 @@ def op() -> Callable | None:
 
 
 def _load(path: Path) -> Callable | None:
-    if not hasattr(torch.ops, "t2l_fused") or not hasattr(torch.ops.t2l_fused, "lora_add"):
-        if not path.is_file():
-            logger.info("t2l-vllm: fused LoRA op not built (%s); using the torch ops", path)
-            return None
-        try:
-            torch.ops.load_library(str(path))
-        except (OSError, RuntimeError) as e:
-            logger.warning("t2l-vllm: fused LoRA op failed to load (%s); using the torch ops", e)
-            return None
-    return torch.ops.t2l_fused.lora_add
+    if not path.is_file():
+        logger.info("t2l-vllm: fused LoRA op not built (%s); using the torch ops", path)
+        return None
+    try:  # the extension module from its file, not from sys.path (it lives in the cache folder)
+        loader = importlib.machinery.ExtensionFileLoader("t2l_fused", str(path))
+        module = importlib.util.module_from_spec(importlib.util.spec_from_file_location("t2l_fused", path, loader=loader))
+        loader.exec_module(module)
+    except (ImportError, OSError) as e:
+        logger.warning("t2l-vllm: fused LoRA op failed to load (%s); using the torch ops", e)
+        return None
+    return module.lora_add
 
 
 def main() -> None:

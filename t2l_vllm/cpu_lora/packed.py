@@ -19,8 +19,8 @@ is planned once (`BatchPlan`), so that a layer costs:
     one adapter, at most ONE_ADAPTER_TOKENS tokens (one decode stream, a short prefill):
         the run path on the slot's own float32 factors, kept laid out for the two GEMMs
     fused (where the compiled op is built, fused.py): what the dense, gathered and
-        one-adapter paths would serve, in one call per layer on float32 copies of the
-        factors, each token reading only its own adapter's
+        one-adapter paths would serve, in one call per layer on the packed factors (B
+        without its zeros), each token reading only its own adapter's
 
 U: adapters used in the batch and live in this layer; k = live slices x rank.
 The dense path spends U times the arithmetic of an exact grouping, which is
@@ -274,6 +274,32 @@ class BatchPlan:
         return cached
 
 
+@dataclass(frozen=True)
+class FusedFactors:
+    """One layer's arguments to the compiled op (fused.py), kept until its weights change.
+
+    a: [slots, k, d_in], the packed layer's own A (slice after slice; re-read in place with it);
+    b: [slots, sum over live slices of rank x width], each slice's [rank, width] B block;
+    both in the layer's dtype, which the op widens to float32 exactly as it reads them;
+    cols, widths, ranks: per live slice, its first output column in y, its width, its rank;
+    live: per slot, whether it has weights in this layer.
+    """
+
+    a: torch.Tensor
+    b: torch.Tensor
+    cols: list[int]
+    widths: list[int]
+    ranks: list[int]
+    live: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, layer: PackedLayer, a: torch.Tensor, b: torch.Tensor) -> "FusedFactors":
+        rank = layer.a.shape[1] // len(layer.pieces)
+        c0 = layer.cols[0]
+        return cls(a, b, [c0 + col for col, _ in layer.pieces], [width for _, width in layer.pieces],
+                   [rank] * len(layer.pieces), layer.live)
+
+
 class PackedCache:
     """Every layer's `PackedLayer` and its last slot selection, until the weights change.
 
@@ -297,8 +323,11 @@ class PackedCache:
         self._columns: dict[int, tuple[PackedLayer, torch.Tensor]] = {}  # id(layer) -> (layer, layer.columns())
         # id(layer) -> (layer, {slot: (A^T [d_in, k], B [k, c1 - c0]) float32}): one-adapter small batches
         self._slots: dict[int, tuple[PackedLayer, dict[int, tuple[torch.Tensor, torch.Tensor]]]] = {}
-        # id(layer) -> (layer, A [slots, k, d_in], B blocks [slots, sum of rank x width]) float32: the fused op
-        self._fused: dict[int, tuple[PackedLayer, torch.Tensor, torch.Tensor]] = {}
+        # id(layer) -> (layer, its FusedFactors): the fused op
+        self._fused: dict[int, tuple[PackedLayer, FusedFactors]] = {}
+        # layer key -> (version, FusedFactors or None): the fused op's per-layer lookup in one step, no
+        # staleness walk (a decode step makes it once per layer; cold, each Python call costs microseconds)
+        self._fused_by_key: dict[tuple[int, int, int], tuple[int, FusedFactors | None]] = {}
 
     def clear(self) -> None:
         self._layers.clear()
@@ -310,6 +339,7 @@ class PackedCache:
         self._columns.clear()
         self._slots.clear()
         self._fused.clear()
+        self._fused_by_key.clear()
 
     def slots_written(self, slots) -> None:
         """`slots` of every layer's stacks were rewritten (an adapter moved into them)."""
@@ -325,14 +355,24 @@ class PackedCache:
         for derived in (self._selected, self._float, self._gathered, self._columns, self._slots, self._fused):
             derived.pop(id(layer), None)
 
-    def fused_factors(self, layer: PackedLayer) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every slot's float32 factors as the fused op reads them (kept until the layer changes;
-        a refreshed layer re-reads only its written slots, see `layer`):
-        A [slots, k, d_in] and B [slots, sum over live slices of rank x width], slice after slice."""
+    def fused_factors(self, layer: PackedLayer) -> FusedFactors:
+        """Every slot's factors as the fused op reads them (kept until the layer changes; a
+        refreshed layer re-reads only its written slots, see `layer`)."""
         hit = self._fused.get(id(layer))
         if hit is None:
-            hit = self._fused[id(layer)] = (layer, layer.a.float().contiguous(), _fused_b(layer, slice(None)))
-        return hit[1], hit[2]
+            factors = FusedFactors.of(layer, layer.a, _fused_b(layer, slice(None)))
+            hit = self._fused[id(layer)] = (layer, factors)
+        return hit[1]
+
+    def fused_layer(self, a_stacks, b_stacks, output_slices, dtype) -> FusedFactors | None:
+        """`fused_factors(layer(...))` in one lookup while no slot has been written since (None: no
+        adapter has weights in this layer)."""
+        key = (a_stacks[0].data_ptr(), b_stacks[0].data_ptr(), len(a_stacks))
+        hit = self._fused_by_key.get(key)
+        if hit is None or hit[0] != self._version:
+            layer = self.layer(a_stacks, b_stacks, output_slices, dtype)
+            hit = self._fused_by_key[key] = (self._version, None if layer is None else self.fused_factors(layer))
+        return hit[1]
 
     def as_float(self, layer: PackedLayer) -> PackedLayer:
         """`layer` with float32 factors, for the small-batch path (kept until the layer changes)."""
@@ -375,15 +415,15 @@ class PackedCache:
         return hit[1]
 
     def _refresh_fused(self, stale: PackedLayer, layer: PackedLayer, slots: tuple[int, ...]) -> None:
-        """Keep `stale`'s fused factors for its refreshed successor: re-read only `slots`."""
+        """Keep `stale`'s fused factors for its refreshed successor: re-read only `slots` of B
+        (A is the layer's own, re-read in place already)."""
         hit = self._fused.get(id(stale))
         if hit is None:
             return
-        _, a32, b32 = hit
+        factors = hit[1]
         index = torch.tensor(slots, dtype=torch.long)
-        a32[index] = layer.a[index].float()
-        b32[index] = _fused_b(layer, index)
-        self._fused[id(layer)] = (layer, a32, b32)
+        factors.b[index] = _fused_b(layer, index)
+        self._fused[id(layer)] = (layer, FusedFactors.of(layer, layer.a, factors.b))
 
     def selected(self, layer: PackedLayer, slots: tuple[int, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         hit = self._selected.get(id(layer))
@@ -411,11 +451,12 @@ class PackedCache:
 
 def _fused_b(layer: PackedLayer, slots) -> torch.Tensor:
     """The B blocks of `slots` (an index or slice over slots) as the fused op reads them:
-    [n, sum over live slices of rank x width] float32, slice after slice, each [rank, width]."""
+    [n, sum over live slices of rank x width] in the layer's dtype, slice after slice, each
+    [rank, width] (the packed b's zeros between slices left out)."""
     b = layer.b[slots]  # [n, k, c1 - c0]
     rank = b.shape[1] // len(layer.pieces)
     return torch.cat([
-        b[:, i * rank : (i + 1) * rank, col : col + width].float().reshape(b.shape[0], -1)
+        b[:, i * rank : (i + 1) * rank, col : col + width].reshape(b.shape[0], -1)
         for i, (col, width) in enumerate(layer.pieces)
     ], dim=1).contiguous()
 
@@ -443,15 +484,25 @@ def lora_linear(
     x: [..., d_in]; y: [..., sum(output_slices)], updated in place; the stacks as vLLM keeps them.
     Returns False, y untouched, when the plan does not cover x's tokens: the caller
     (vllm_install.py) then hands the call to vLLM's own op.
+
+    Runs once per LoRA layer and step, between layers whose weights push everything out of the
+    CPU's caches, so every Python call here costs microseconds: a step without adapters returns
+    after the shape check, and the compiled op's batches take one lookup (`fused_layer`).
     """
-    layer = cache.layer(a_stacks, b_stacks, output_slices, y.dtype)
-    if layer is None:  # no adapter has weights here (e.g. o_proj for q/v adapters): nothing to add
-        return True
     x2 = x if x.dim() == 2 else x.view(-1, x.shape[-1])  # [T, d_in]
     y2 = y if y.dim() == 2 else y.view(-1, y.shape[-1])  # [T, d_out]
     if plan.indices.shape[0] != x2.shape[0] or y2.shape[0] != x2.shape[0]:
         return False
-    apply_layer(x2, y2, layer, plan, scale, cache)
+    if not plan.runs:  # no token has an adapter: nothing to add
+        return True
+    if plan.fused is not None and y2.stride(1) == 1 and _fused_serves(plan):
+        factors = cache.fused_layer(a_stacks, b_stacks, output_slices, y.dtype)
+        if factors is not None:  # None: no adapter has weights here
+            _add_fused(x2, y2, factors, plan, scale)
+        return True
+    layer = cache.layer(a_stacks, b_stacks, output_slices, y.dtype)
+    if layer is not None:  # None: no adapter has weights here (e.g. o_proj for q/v adapters)
+        apply_layer(x2, y2, layer, plan, scale, cache)
     return True
 
 
@@ -460,7 +511,7 @@ def apply_layer(
 ) -> None:
     """`lora_linear` with the layer already packed (x: [T, d_in], y: [T, d_out])."""
     if plan.fused is not None and y.stride(1) == 1 and _fused_serves(plan):
-        _add_fused(x, y, layer, plan, scale, cache)
+        _add_fused(x, y, cache.fused_factors(layer), plan, scale)
         return
     slot = one_adapter_slot(plan, y.dtype)
     if slot is not None:
@@ -508,23 +559,17 @@ def _fused_serves(plan: BatchPlan) -> bool:
     return len(runs) == 1 and runs[0][2] - runs[0][1] == plan.indices.shape[0] <= ONE_ADAPTER_TOKENS
 
 
-def _add_fused(
-    x: torch.Tensor, y: torch.Tensor, layer: PackedLayer, plan: BatchPlan, scale: float, cache: PackedCache
-) -> None:
+def _add_fused(x: torch.Tensor, y: torch.Tensor, factors: FusedFactors, plan: BatchPlan, scale: float) -> None:
     """y[t, slice] += scale * (x[t] @ A_t.T) @ B_t, every token through its own slot, in one call of
     the compiled op: shrink in float32 rounded to y's dtype, expand in float32, each sum rounded
     once (the numerics of the gathered and one-adapter paths)."""
-    if len(plan.runs) == 1 and not layer.live[plan.runs[0][0]]:
+    if len(plan.runs) == 1 and not factors.live[plan.runs[0][0]]:
         return  # one adapter with no weights here: nothing to add
-    a32, b32 = cache.fused_factors(layer)
-    c0 = layer.cols[0]
-    rank = layer.a.shape[1] // len(layer.pieces)
     if x.dtype != y.dtype:
         x = x.to(y.dtype)
     if x.stride(1) != 1:
         x = x.contiguous()
-    plan.fused(y, x, a32, b32, plan.indices, [c0 + col for col, _ in layer.pieces],
-               [width for _, width in layer.pieces], [rank] * len(layer.pieces), scale)
+    plan.fused(y, x, factors.a, factors.b, plan.indices, factors.cols, factors.widths, factors.ranks, scale)
 
 
 def one_adapter_slot(plan: BatchPlan, dtype: torch.dtype) -> int | None:
