@@ -330,9 +330,10 @@ def test_a_written_slot_is_reread_alone_and_matches_a_rebuild(dtype):
         built = packed_lora.PackedLayer.build(a_stacks, b_stacks, output_slices, dtype)
         assert_same_layer(layer, built)
         assert layer.live[slot] == new_a
-        if fused_before:  # the compiled op's float32 copy: the written slot re-read in place too
+        if fused_before:  # the compiled op's B blocks: the written slot re-read in place too; A is the layer's
             factors = cache.fused_factors(layer)
-            assert any(factors.a is old[1].a for old in fused_before.values()), "fused factors re-read, not rebuilt"
+            assert factors.a is layer.a
+            assert any(factors.b is old[1].b for old in fused_before.values()), "fused factors re-read, not rebuilt"
             fresh = packed_lora.PackedCache().fused_factors(built)
             assert torch.equal(factors.a, fresh.a) and torch.equal(factors.b, fresh.b)
             assert factors == dataclasses.replace(fresh, a=factors.a, b=factors.b)  # columns and live slots too
