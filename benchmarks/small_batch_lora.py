@@ -79,7 +79,7 @@ def best_us(fn, calls: int, rounds: int) -> float:
 
 
 def chosen_path(plan: packed_lora.BatchPlan, tokens: int, small_tokens: int) -> str:
-    """The `PATHS` entry that `apply_layer` runs for `plan` with the current constants."""
+    """The `PATHS` entry that `lora_linear` runs for `plan` with the current constants."""
     if plan.fused is not None and packed_lora._fused_serves(plan):
         return "fused"
     if plan.dense and plan.gathered:

@@ -159,8 +159,3 @@ def tiny_hypernet_with_confidence(tmp_path_factory, tiny_hypernet_dir, tiny_gene
     shutil.copytree(tiny_hypernet_dir, out)
     build_confidence_index(tiny_generator.encoder, list(TINY_TRAINED_DESCRIPTIONS)).save(out)
     return out
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "torch_paths: checks the pure-torch CPU LoRA paths' own caches "
-                                       "(skipped where the compiled op takes those batches)")

@@ -509,10 +509,8 @@ def lora_linear(
 def apply_layer(
     x: torch.Tensor, y: torch.Tensor, layer: PackedLayer, plan: BatchPlan, scale: float, cache: PackedCache
 ) -> None:
-    """`lora_linear` with the layer already packed (x: [T, d_in], y: [T, d_out])."""
-    if plan.fused is not None and y.stride(1) == 1 and _fused_serves(plan):
-        _add_fused(x, y, cache.fused_factors(layer), plan, scale)
-        return
+    """`lora_linear`'s torch paths, the layer already packed (x: [T, d_in], y: [T, d_out]), for the
+    batches the compiled op does not take (`lora_linear` hands those to it first)."""
     slot = one_adapter_slot(plan, y.dtype)
     if slot is not None:
         if layer.live[slot]:
